@@ -1,0 +1,1 @@
+"""Adapters for model runtimes (Hugging Face, vLLM); each imports its framework lazily."""

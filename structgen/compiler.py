@@ -1,0 +1,90 @@
+"""Compiling grammars for one tokenizer: ``GrammarCompiler`` makes ``CompiledGrammar`` objects.
+
+Three lifetimes are kept apart, as in xgrammar: a :class:`GrammarCompiler` per tokenizer (it
+owns the vocabulary trie), a :class:`CompiledGrammar` per grammar (immutable, shareable across
+threads and matchers), and a ``GrammarMatcher`` per request (cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError
+from .grammar import Grammar, builtin_grammar_text
+from .lexer import LexerContexts
+from .reference import ReferenceEngine
+from .trie import TokenTrie
+
+if TYPE_CHECKING:
+    from .tokenizer_info import TokenizerInfo
+
+logger = logging.getLogger("structgen")
+
+
+class CompiledGrammar:
+    """A grammar bound to a tokenizer: lexer DFAs, LALR tables and the vocabulary trie.
+
+    Immutable once built; any number of matchers (on any threads) can share it.
+    """
+
+    def __init__(self, grammar: Grammar, tokenizer_info: TokenizerInfo, trie: TokenTrie) -> None:
+        self.grammar = grammar
+        self.tokenizer_info = tokenizer_info
+        self.trie = trie
+        self.lexers = LexerContexts(grammar)
+        self.reference = ReferenceEngine(grammar, self.lexers)
+        self.compile_seconds = 0.0
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer_info.vocab_size
+
+    def __repr__(self) -> str:
+        g = self.grammar
+        return (f"CompiledGrammar({g.n_states} parser states, {g.n_terminals} terminals, "
+                f"{self.lexers.n_contexts} lexer contexts, vocab {self.vocab_size})")
+
+
+class GrammarCompiler:
+    """Compiles grammars for one tokenizer; caches results by grammar text."""
+
+    def __init__(self, tokenizer_info: TokenizerInfo, *, cache_enabled: bool = True) -> None:
+        if not hasattr(tokenizer_info, "token_bytes"):
+            raise ConfigurationError(
+                "GrammarCompiler needs a structgen.TokenizerInfo; build one with "
+                "TokenizerInfo.from_huggingface(tokenizer) or a from_* factory")
+        self.tokenizer_info = tokenizer_info
+        excluded = set(tokenizer_info.special_token_ids) | set(tokenizer_info.eos_token_ids)
+        self.trie = TokenTrie(list(tokenizer_info.token_bytes), excluded)
+        self._cache: dict[tuple[str, str], CompiledGrammar] = {}
+        self._cache_enabled = cache_enabled
+        self._lock = threading.Lock()
+
+    def compile_grammar(self, grammar: str | Grammar, *, start: str = "start") -> CompiledGrammar:
+        """Compile Lark grammar text (or a :class:`Grammar`). Errors name line and column."""
+        key = (grammar if isinstance(grammar, str) else grammar.source, start)
+        if self._cache_enabled:
+            with self._lock:
+                found = self._cache.get(key)
+            if found is not None:
+                return found
+        t0 = time.perf_counter()
+        g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(grammar, start=start)
+        compiled = CompiledGrammar(g, self.tokenizer_info, self.trie)
+        compiled.compile_seconds = time.perf_counter() - t0
+        logger.debug("compiled grammar in %.1f ms: %r", compiled.compile_seconds * 1e3, compiled)
+        if self._cache_enabled:
+            with self._lock:
+                self._cache[key] = compiled
+        return compiled
+
+    def compile_builtin(self, name: str) -> CompiledGrammar:
+        """Compile a grammar shipped with structgen: ``"json"``."""
+        return self.compile_grammar(builtin_grammar_text(name))
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()

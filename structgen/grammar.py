@@ -1,0 +1,205 @@
+"""Lark grammar text to structgen's grammar IR: terminals, ignore set, and LALR(1) tables.
+
+Lark is the oracle of what a grammar means, so its own loader and LALR analysis are used: the
+grammar is built once as ``Lark(text, parser="lalr", lexer="contextual")`` (which also resolves
+``%import``, templates, ``?rule`` inlining and aliases) and its parse table is copied into dense
+integer arrays that the matchers (Python reference and native) walk.
+
+Action encoding in ``action[state, terminal]``: ``0`` error, ``s + 1`` shift to state ``s``,
+``-(r + 1)`` reduce by rule ``r``. Terminal id ``n_terminals`` is end of input (``$END``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import lark
+import numpy as np
+from lark.exceptions import GrammarError as LarkGrammarError
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr
+from lark.parsers.lalr_analysis import Shift
+
+from .errors import GrammarError
+
+logger = logging.getLogger("structgen")
+
+BUILTIN_GRAMMARS = ("json",)
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """One lexeme kind: its regex (Python syntax, flags inlined) and lexing priority."""
+
+    name: str
+    regex: str
+    priority: int
+    is_literal: bool  # a string literal in the grammar (wins ties against regexes, as in Lark)
+    is_ignored: bool
+    rank: int  # position in Lark's lexer order (priority, max width, pattern length, name)
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A grammar ready for compiling: what Lark built, flattened into arrays."""
+
+    source: str
+    start: str
+    terminals: tuple[Terminal, ...]
+    action: np.ndarray  # int32 [n_states, n_terminals + 1]
+    goto: np.ndarray  # int32 [n_states, n_nonterminals], -1 = none
+    rule_lhs: np.ndarray  # int32 [n_rules]
+    rule_len: np.ndarray  # int32 [n_rules]
+    rule_names: tuple[str, ...]  # the rule's origin name, per rule
+    nonterminal_names: tuple[str, ...]
+    start_state: int
+    end_state: int
+
+    @property
+    def n_terminals(self) -> int:
+        return len(self.terminals)
+
+    @property
+    def end_terminal(self) -> int:
+        """Terminal id used for end of input."""
+        return len(self.terminals)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.action.shape[0])
+
+    def terminal_id(self, name: str) -> int:
+        for i, t in enumerate(self.terminals):
+            if t.name == name:
+                return i
+        raise KeyError(name)
+
+    def acceptable_terminals(self, state: int) -> tuple[int, ...]:
+        """Terminals with an action in ``state`` (LALR lookaheads; may reject after reducing)."""
+        row = self.action[state, : self.n_terminals]
+        return tuple(int(i) for i in np.flatnonzero(row))
+
+    @classmethod
+    def from_lark(cls, text: str, *, start: str = "start") -> Grammar:
+        """Build from Lark grammar text; a :class:`GrammarError` names line and column."""
+        parser = _build_lark(text, start)
+        return _from_lark_instance(parser, text, start)
+
+    @classmethod
+    def builtin(cls, name: str) -> Grammar:
+        """One of the grammars shipped in ``structgen.grammars`` (``json``)."""
+        return cls.from_lark(builtin_grammar_text(name))
+
+
+def builtin_grammar_text(name: str) -> str:
+    if name not in BUILTIN_GRAMMARS:
+        raise GrammarError(f"no built-in grammar {name!r}; choose one of {', '.join(BUILTIN_GRAMMARS)}")
+    return resources.files("structgen.grammars").joinpath(f"{name}.lark").read_text("utf-8")
+
+
+def _build_lark(text: str, start: str) -> lark.Lark:
+    if not isinstance(text, str):
+        raise GrammarError(f"grammar text must be a str, got {type(text).__name__}")
+    try:
+        return lark.Lark(text, parser="lalr", lexer="contextual", start=start)
+    except UnexpectedInput as exc:
+        line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+        what = _describe_unexpected(exc)
+        raise GrammarError(f"grammar syntax error: {what}", line=line, column=column,
+                           source=text) from exc
+    except LarkGrammarError as exc:
+        raise GrammarError(_describe_grammar_error(str(exc), text), **_place_of(str(exc), text),
+                           source=text) from exc
+    except LarkError as exc:
+        raise GrammarError(f"invalid grammar: {exc}", **_place_of(str(exc), text),
+                           source=text) from exc
+    except KeyError as exc:  # lark raises a bare KeyError for some undefined names
+        raise GrammarError(f"invalid grammar: undefined name {exc}", **_place_of(str(exc), text),
+                           source=text) from exc
+
+
+def _describe_unexpected(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        return f"unexpected character {exc.char!r}"
+    if isinstance(exc, UnexpectedToken):
+        return f"unexpected {exc.token!r}"
+    return str(exc).splitlines()[0]
+
+
+def _describe_grammar_error(message: str, text: str) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else "invalid grammar"
+    if "Reduce/Reduce" in message:
+        return ("grammar is not LALR(1): " + first +
+                " (two rules can end at the same place with the same lookahead; "
+                "rewrite one of them)\n" + message)
+    if "Shift/Reduce" in message:
+        return "grammar is not LALR(1): " + message
+    return first if len(message) < 400 else first + " ..."
+
+
+def _place_of(message: str, text: str) -> dict:
+    """Find where a name from an error message is defined in the grammar text."""
+    import re
+
+    for name in re.findall(r"'([A-Za-z_][A-Za-z_0-9]*)'", message) + re.findall(
+            r"\b([A-Za-z_][A-Za-z_0-9]*)\b", message.split(":")[-1]):
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            col = line.find(name)
+            if col >= 0 and not line.lstrip().startswith("//"):
+                return {"line": lineno, "column": col + 1}
+    return {}
+
+
+def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
+    ignore = set(parser.lexer_conf.ignore)
+    lark_terms = list(parser.terminals)
+    if any(t.pattern.min_width == 0 for t in lark_terms):
+        bad = [t.name for t in lark_terms if t.pattern.min_width == 0]
+        raise GrammarError(f"terminals {bad} can match the empty string", source=text)
+    lark_order = sorted(lark_terms, key=lambda x: (-x.priority, -x.pattern.max_width,
+                                                   -len(x.pattern.value), x.name))
+    rank = {t.name: i for i, t in enumerate(lark_order)}
+    terminals = tuple(
+        Terminal(name=t.name, regex=t.pattern.to_regexp(), priority=t.priority,
+                 is_literal=isinstance(t.pattern, PatternStr), is_ignored=t.name in ignore,
+                 rank=rank[t.name])
+        for t in lark_terms)
+    term_index = {t.name: i for i, t in enumerate(terminals)}
+    table = parser.parser.parser._parse_table
+    states = table.states
+    n_states = max(states) + 1
+    rules = list(parser.rules)
+    rule_index = {r: i for i, r in enumerate(rules)}
+    nonterminals = sorted({r.origin.name for r in rules})
+    nt_index = {n: i for i, n in enumerate(nonterminals)}
+    action = np.zeros((n_states, len(terminals) + 1), dtype=np.int32)
+    goto = np.full((n_states, len(nonterminals)), -1, dtype=np.int32)
+    for s, acts in states.items():
+        for sym, (kind, arg) in acts.items():
+            if sym == "$END":
+                col = len(terminals)
+            elif sym in term_index:
+                col = term_index[sym]
+            elif sym in nt_index:
+                if kind is not Shift:
+                    raise GrammarError(f"unexpected reduce on nonterminal {sym}")
+                goto[s, nt_index[sym]] = arg
+                continue
+            else:
+                # a terminal Lark declared but never defined (%declare): nothing can lex it
+                logger.debug("terminal %s has no definition; it can never appear", sym)
+                continue
+            if kind is Shift:
+                action[s, col] = arg + 1
+            else:
+                action[s, col] = -(rule_index[arg] + 1)
+    rule_lhs = np.array([nt_index[r.origin.name] for r in rules], dtype=np.int32)
+    rule_len = np.array([len(r.expansion) for r in rules], dtype=np.int32)
+    return Grammar(
+        source=text, start=start, terminals=terminals, action=action, goto=goto,
+        rule_lhs=rule_lhs, rule_len=rule_len,
+        rule_names=tuple(r.origin.name for r in rules),
+        nonterminal_names=tuple(nonterminals),
+        start_state=int(table.start_states[start]), end_state=int(table.end_states[start]))

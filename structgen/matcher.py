@@ -1,0 +1,215 @@
+"""``GrammarMatcher``: the per-request state of constrained decoding.
+
+The matcher keeps one entry per accepted token (the thread set after it), so ``rollback(n)`` just
+drops entries and ``fork()`` shares them: thread sets are immutable and their parser stacks are
+persistent, so versions share everything and nothing is copied. ``accept_token`` returns a
+status and never raises for a token the grammar rejects (the matcher is then unchanged).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .bitmask import as_numpy_bitmask, fill_row_from_ids
+from .compiler import CompiledGrammar
+from .errors import ConfigurationError, TokenizerError
+
+
+class GrammarMatcher:
+    """Tracks a prefix against a compiled grammar and gives exact next-token masks.
+
+    Exact: token ``t`` is allowed iff the bytes so far followed by ``t``'s bytes are a viable
+    prefix of the grammar (some continuation is a sentence Lark accepts); EOS is allowed iff the
+    bytes so far are a sentence.
+    """
+
+    def __init__(self, compiled_grammar: CompiledGrammar, *,
+                 terminate_without_stop_token: bool = False) -> None:
+        if not isinstance(compiled_grammar, CompiledGrammar):
+            raise ConfigurationError("GrammarMatcher needs a CompiledGrammar from GrammarCompiler")
+        self.compiled_grammar = compiled_grammar
+        self._engine = compiled_grammar.reference
+        info = compiled_grammar.tokenizer_info
+        self._token_bytes = info.token_bytes
+        self._n_tokens = len(info.token_bytes)
+        self._vocab_size = info.vocab_size
+        self._eos = frozenset(info.eos_token_ids)
+        self._special = frozenset(info.special_token_ids) | self._eos
+        self._terminate_without_stop = terminate_without_stop_token
+        # history[i] = (threads, terminated) after i accepted tokens
+        self._history: list[tuple[tuple, bool]] = [(self._engine.initial(), False)]
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def num_accepted_tokens(self) -> int:
+        return len(self._history) - 1
+
+    def is_terminated(self) -> bool:
+        """True after a stop token was accepted (or, with ``terminate_without_stop_token``,
+        as soon as the text is complete and nothing else can follow)."""
+        threads, terminated = self._history[-1]
+        if terminated:
+            return True
+        if self._terminate_without_stop:
+            return self._engine.can_end(threads) and not self._any_byte_viable(threads)
+        return False
+
+    def is_completed(self) -> bool:
+        """Is the text so far a complete sentence (EOS would be allowed)?"""
+        threads, terminated = self._history[-1]
+        return terminated or self._engine.can_end(threads)
+
+    def reset(self) -> None:
+        del self._history[1:]
+
+    def fork(self) -> GrammarMatcher:
+        """An independent matcher in the same state; O(history) pointer copies, no deep copy."""
+        other = object.__new__(GrammarMatcher)
+        other.__dict__.update(self.__dict__)
+        other._history = list(self._history)
+        return other
+
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Undo the last ``num_tokens`` accepted tokens."""
+        if num_tokens < 0 or num_tokens > self.num_accepted_tokens:
+            raise ConfigurationError(
+                f"cannot roll back {num_tokens} tokens; {self.num_accepted_tokens} were accepted")
+        if num_tokens:
+            del self._history[-num_tokens:]
+
+    # --- advancing --------------------------------------------------------------------------
+    def _check_id(self, token_id: int) -> None:
+        if not isinstance(token_id, (int, np.integer)) or not 0 <= token_id < self._vocab_size:
+            raise TokenizerError(f"token id {token_id!r} is outside the vocabulary [0, {self._vocab_size})")
+
+    def accept_token(self, token_id: int) -> bool:
+        """Advance by one token; returns False (state unchanged) if the grammar rejects it."""
+        self._check_id(token_id)
+        threads, terminated = self._history[-1]
+        if terminated:
+            return False
+        if token_id in self._eos:
+            if self._engine.can_end(threads):
+                self._history.append((threads, True))
+                return True
+            return False
+        if token_id >= self._n_tokens or token_id in self._special:
+            return False
+        data = self._token_bytes[token_id]
+        if not data:
+            return False
+        nxt = self._engine.advance(threads, data)
+        if not nxt or not self._engine.any_viable(nxt):
+            return False
+        self._history.append((nxt, False))
+        return True
+
+    def accept_string(self, text: str | bytes) -> bool:
+        """Advance by raw text (not tokens); one history entry. False (unchanged) if rejected."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        threads, terminated = self._history[-1]
+        if terminated:
+            return False
+        nxt = self._engine.advance(threads, data)
+        if not nxt or not self._engine.any_viable(nxt):
+            return False
+        self._history.append((nxt, False))
+        return True
+
+    def validate_tokens(self, token_ids: list[int]) -> int:
+        """How many leading tokens of ``token_ids`` would be accepted (nothing is advanced)."""
+        probe = self.fork()
+        count = 0
+        for t in token_ids:
+            if not probe.accept_token(t):
+                break
+            count += 1
+        return count
+
+    # --- masks --------------------------------------------------------------------------------
+    def allowed_token_ids(self) -> np.ndarray:
+        """Sorted ids of the tokens allowed next (EOS included when the text is complete)."""
+        threads, terminated = self._history[-1]
+        if terminated:
+            return np.array(sorted(self._eos), dtype=np.int64)
+        ids = self._walk_trie(threads)
+        if self._engine.can_end(threads):
+            ids = np.union1d(ids, np.array(sorted(self._eos), dtype=np.int64))
+        return ids
+
+    def fill_next_token_bitmask(self, bitmask: Any, index: int = 0) -> bool:
+        """Write the allowed-token bitmask into row ``index`` of ``bitmask``.
+
+        Returns True when some token is masked out (the mask needs applying).
+        """
+        arr = as_numpy_bitmask(bitmask)
+        if arr.shape[1] * 32 < self._vocab_size:
+            raise ConfigurationError(
+                f"bitmask row holds {arr.shape[1] * 32} bits, vocabulary has {self._vocab_size}")
+        ids = self.allowed_token_ids()
+        fill_row_from_ids(arr[index], ids)
+        return len(ids) < self._vocab_size
+
+    def _walk_trie(self, threads: tuple) -> np.ndarray:
+        engine = self._engine
+        trie = self.compiled_grammar.trie
+        tokens, lcp, ids = trie.tokens, trie.lcp, trie.ids
+        states = [threads]
+        valid = 0
+        allowed: list[int] = []
+        for i, tok in enumerate(tokens):
+            common = int(lcp[i])
+            if common > valid:
+                continue  # shares the byte that killed the previous token
+            del states[common + 1:]
+            cur = states[common]
+            depth = common
+            n = len(tok)
+            while depth < n:
+                cur = engine.step(cur, tok[depth])
+                depth += 1
+                if not cur:
+                    break
+                states.append(cur)
+            if cur and depth == n:
+                valid = n
+                if engine.any_viable(cur):
+                    allowed.append(int(ids[i]))
+            else:
+                valid = depth - 1
+        return np.array(sorted(allowed), dtype=np.int64)
+
+    # --- forced text --------------------------------------------------------------------------
+    def find_jump_forward_string(self, *, max_bytes: int = 1024) -> str:
+        """The text the grammar forces next (empty if more than one byte could follow).
+
+        Stops at the first byte with a choice, or where ending the text is allowed. Returned as
+        a string up to the last complete UTF-8 character.
+        """
+        threads, terminated = self._history[-1]
+        out = bytearray()
+        engine = self._engine
+        while not terminated and len(out) < max_bytes:
+            if engine.can_end(threads):
+                break
+            only = None
+            for b in range(256):
+                nxt = engine.step(threads, b)
+                if nxt and engine.any_viable(nxt):
+                    if only is not None:
+                        only = None
+                        break
+                    only = (b, nxt)
+            if only is None:
+                break
+            out.append(only[0])
+            threads = only[1]
+        data = bytes(out)
+        while data:
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                data = data[:-1]
+        return ""

@@ -1,0 +1,37 @@
+"""The vocabulary as a sorted byte trie, flattened for walking.
+
+Tokens are sorted by their bytes; ``lcp[i]`` is how many leading bytes token ``i`` shares with
+token ``i - 1``. Walking the sorted list with a stack of per-depth states visits every trie node
+once, and when a byte kills every thread all following tokens that share that byte are skipped.
+Special tokens and empty tokens are never text, so they are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class TokenTrie:
+    """Sorted token bytes with their ids and common-prefix lengths."""
+
+    def __init__(self, token_bytes: list[bytes], excluded: set[int] | frozenset[int]) -> None:
+        entries = sorted((b, i) for i, b in enumerate(token_bytes) if b and i not in excluded)
+        self.tokens: list[bytes] = [b for b, _ in entries]
+        self.ids = np.array([i for _, i in entries], dtype=np.int64)
+        lcp = np.zeros(len(entries), dtype=np.int32)
+        for k in range(1, len(entries)):
+            a, b = self.tokens[k - 1], self.tokens[k]
+            n = min(len(a), len(b))
+            j = 0
+            while j < n and a[j] == b[j]:
+                j += 1
+            lcp[k] = j
+        self.lcp = lcp
+        self.lengths = np.array([len(b) for b in self.tokens], dtype=np.int32)
+        # flat byte buffer + offsets, for native walkers
+        self.offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+        self.data = np.frombuffer(b"".join(self.tokens), dtype=np.uint8).copy()
+
+    def __len__(self) -> int:
+        return len(self.tokens)
