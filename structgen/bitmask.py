@@ -46,8 +46,9 @@ def as_numpy_bitmask(bitmask: Any) -> np.ndarray:
     return arr
 
 
-def fill_row_from_ids(row: np.ndarray, ids: np.ndarray) -> None:
-    _native.fill_bitmask_from_ids(row, np.ascontiguousarray(ids, dtype=np.int64))
+def fill_row_from_ids(row: np.ndarray, ids: np.ndarray, *, clear: bool = True) -> None:
+    """Set the bits of ``ids`` in ``row`` (cleared first unless ``clear=False``)."""
+    _native.fill_bitmask_from_ids(row, np.ascontiguousarray(ids, dtype=np.int64), clear)
 
 
 def bitmask_to_ids(row: np.ndarray, vocab_size: int) -> np.ndarray:

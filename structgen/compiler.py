@@ -37,6 +37,24 @@ class CompiledGrammar:
         self.lexers = LexerContexts(grammar)
         self.reference = ReferenceEngine(grammar, self.lexers)
         self.compile_seconds = 0.0
+        self._native = None
+        self._native_lock = threading.Lock()
+
+    @property
+    def native_masker(self):
+        """The native mask engine and its cache, built on first use (None without the
+        compiled extension)."""
+        if self._native is None:
+            with self._native_lock:
+                if self._native is None:
+                    from .native_engine import NativeMasker
+
+                    self._native = NativeMasker(self)
+        return self._native
+
+    def precompute(self, progress=None) -> int:
+        """Fill the whole mask cache now (what ``structgen compile`` does) instead of lazily."""
+        return self.native_masker.precompute(progress)
 
     @property
     def vocab_size(self) -> int:
@@ -63,17 +81,27 @@ class GrammarCompiler:
         self._cache_enabled = cache_enabled
         self._lock = threading.Lock()
 
-    def compile_grammar(self, grammar: str | Grammar, *, start: str = "start") -> CompiledGrammar:
-        """Compile Lark grammar text (or a :class:`Grammar`). Errors name line and column."""
+    def compile_grammar(self, grammar: str | Grammar, *, start: str = "start",
+                        precompute: bool = False) -> CompiledGrammar:
+        """Compile Lark grammar text (or a :class:`Grammar`). Errors name line and column.
+
+        Masks are cached lazily as decoding meets new states; ``precompute=True`` fills the
+        whole cache now (slower compile, flat per-token cost from the first token).
+        """
         key = (grammar if isinstance(grammar, str) else grammar.source, start)
         if self._cache_enabled:
             with self._lock:
                 found = self._cache.get(key)
             if found is not None:
+                if precompute:
+                    found.precompute()
                 return found
         t0 = time.perf_counter()
         g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(grammar, start=start)
         compiled = CompiledGrammar(g, self.tokenizer_info, self.trie)
+        compiled.native_masker  # noqa: B018 - build the native tables now, not on first mask
+        if precompute:
+            compiled.precompute()
         compiled.compile_seconds = time.perf_counter() - t0
         logger.debug("compiled grammar in %.1f ms: %r", compiled.compile_seconds * 1e3, compiled)
         if self._cache_enabled:
@@ -81,9 +109,9 @@ class GrammarCompiler:
                 self._cache[key] = compiled
         return compiled
 
-    def compile_builtin(self, name: str) -> CompiledGrammar:
+    def compile_builtin(self, name: str, *, precompute: bool = False) -> CompiledGrammar:
         """Compile a grammar shipped with structgen: ``"json"``."""
-        return self.compile_grammar(builtin_grammar_text(name))
+        return self.compile_grammar(builtin_grammar_text(name), precompute=precompute)
 
     def clear_cache(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .bitmask import as_numpy_bitmask, fill_row_from_ids
+from .bitmask import as_numpy_bitmask, bitmask_to_ids, bitmask_width, fill_row_from_ids
 from .compiler import CompiledGrammar
 from .errors import ConfigurationError, TokenizerError
 
@@ -129,28 +129,50 @@ class GrammarMatcher:
         return count
 
     # --- masks --------------------------------------------------------------------------------
-    def allowed_token_ids(self) -> np.ndarray:
-        """Sorted ids of the tokens allowed next (EOS included when the text is complete)."""
+    def allowed_token_ids(self, *, engine: str = "native") -> np.ndarray:
+        """Sorted ids of the tokens allowed next (EOS included when the text is complete).
+
+        ``engine="reference"`` uses the pure-Python twin (slow; for tests and debugging).
+        """
         threads, terminated = self._history[-1]
         if terminated:
             return np.array(sorted(self._eos), dtype=np.int64)
-        ids = self._walk_trie(threads)
-        if self._engine.can_end(threads):
-            ids = np.union1d(ids, np.array(sorted(self._eos), dtype=np.int64))
-        return ids
+        if engine == "reference":
+            ids = self._walk_trie(threads)
+            if self._engine.can_end(threads):
+                ids = np.union1d(ids, np.array(sorted(self._eos), dtype=np.int64))
+            return ids
+        if engine != "native":
+            raise ConfigurationError("engine must be 'native' or 'reference'")
+        row = np.zeros(bitmask_width(self._vocab_size), dtype=np.int32)
+        self._fill_row(row)
+        return bitmask_to_ids(row, self._vocab_size)
 
     def fill_next_token_bitmask(self, bitmask: Any, index: int = 0) -> bool:
         """Write the allowed-token bitmask into row ``index`` of ``bitmask``.
 
-        Returns True when some token is masked out (the mask needs applying).
+        Returns True when some token is masked out (the mask needs applying). The native work
+        runs with the GIL released.
         """
         arr = as_numpy_bitmask(bitmask)
         if arr.shape[1] * 32 < self._vocab_size:
             raise ConfigurationError(
                 f"bitmask row holds {arr.shape[1] * 32} bits, vocabulary has {self._vocab_size}")
-        ids = self.allowed_token_ids()
-        fill_row_from_ids(arr[index], ids)
-        return len(ids) < self._vocab_size
+        if not 0 <= index < arr.shape[0]:
+            raise ConfigurationError(f"row index {index} outside a bitmask of {arr.shape[0]} rows")
+        self._fill_row(arr[index])
+        return True
+
+    def _fill_row(self, row: np.ndarray) -> None:
+        threads, terminated = self._history[-1]
+        if terminated:
+            fill_row_from_ids(row, np.array(sorted(self._eos), dtype=np.int64))
+            return
+        masker = self.compiled_grammar.native_masker
+        if not masker.fill_row(threads, row):
+            fill_row_from_ids(row, self._walk_trie(threads))
+        if self._engine.can_end(threads):
+            fill_row_from_ids(row, np.array(sorted(self._eos), dtype=np.int64), clear=False)
 
     def _walk_trie(self, threads: tuple) -> np.ndarray:
         engine = self._engine

@@ -1,0 +1,193 @@
+"""Glue between the reference thread sets and the native mask engine, plus the mask cache.
+
+The mask cache follows XGrammar's adaptive token mask cache on top of SynCode's idea of
+precomputing per lexer state: for a key (LALR state on top of the stack, lexer DFA state) the
+vocabulary is split once, with only the top of the stack known, into tokens that are certainly
+accepted, certainly rejected, and uncertain (their fate needs the stack below the top). At run
+time the mask is the accepted set plus the uncertain tokens that pass on the real stack, walked
+in trie order so shared prefixes are stepped once. Entries are built lazily on first use, or all
+at once by :meth:`NativeMasker.precompute`; the cache is bounded in bytes (LRU eviction).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _native
+from .bitmask import bitmask_width
+
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MaskEntry:
+    """One cache entry; ``accepted_bits`` or ``accepted_ids`` is set, whichever is smaller."""
+
+    accepted_bits: np.ndarray | None  # int32 bitmask row
+    accepted_ids: np.ndarray | None  # int64 token ids
+    uncertain_pos: np.ndarray  # int32 trie positions
+    uncertain_lcp: np.ndarray  # int32 common prefix with the previous uncertain token
+
+    @property
+    def nbytes(self) -> int:
+        acc = self.accepted_bits if self.accepted_bits is not None else self.accepted_ids
+        return int(acc.nbytes + self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes) + 200
+
+
+class NativeMasker:
+    """Fills token masks for one compiled grammar with the native engine and the mask cache."""
+
+    def __init__(self, compiled, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        grammar = compiled.grammar
+        lexers = compiled.lexers
+        trie = compiled.trie
+        self.vocab_size = compiled.tokenizer_info.vocab_size
+        self.width = bitmask_width(self.vocab_size)
+        self.trie_ids = trie.ids
+        self.trie_lcp = trie.lcp
+        offsets = []
+        trans, winner, alive_ptr, alive_terms, alive_ignored = [], [], [0], [], []
+        total = 0
+        ignored = np.zeros(grammar.n_terminals, dtype=np.uint8)
+        for t in lexers.ignored:
+            ignored[t] = 1
+        for c in range(lexers.n_contexts):
+            d = lexers.dfa(c)
+            offsets.append(total)
+            trans.append(np.where(d.transitions >= 0, d.transitions + total, -1))
+            winner.append(d.winner)
+            for s in range(d.n_states):
+                terms = np.flatnonzero(d.alive[s])
+                alive_ignored.append(1 if any(ignored[t] for t in terms) else 0)
+                real = [int(t) for t in terms if not ignored[t]]
+                alive_terms.extend(real)
+                alive_ptr.append(len(alive_terms))
+            total += d.n_states
+        self.offsets = np.array(offsets, dtype=np.int64)
+        self.state_context = lexers.state_context
+        ctx_start = self.offsets[lexers.state_context]
+        self.context_sizes = [lexers.dfa(c).n_states for c in range(lexers.n_contexts)]
+        self.engine = _native.NativeEngine(
+            grammar.action, grammar.goto, grammar.rule_lhs, grammar.rule_len,
+            np.concatenate(trans), np.concatenate(winner), np.array(alive_ptr),
+            np.array(alive_terms, dtype=np.int32), np.array(alive_ignored), ctx_start, ignored,
+            trie.data, trie.offsets, trie.lcp, trie.ids)
+        self.n_states = grammar.n_states
+        self.start_state = grammar.start_state
+        self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()
+        self._cache_bytes = 0
+        self.cache_limit = cache_bytes
+        self._lock = threading.Lock()
+
+    # --- thread conversion ---------------------------------------------------------------
+    def _convert(self, threads) -> tuple[list, list, list]:
+        stacks, qs, shadows = [], [], []
+        offsets, state_context = self.offsets, self.state_context
+        for stack, q, sh in threads:
+            states = []
+            node = stack
+            while node is not None:
+                states.append(node[0])
+                node = node[1]
+            states.reverse()
+            stacks.append(states)
+            qs.append(int(offsets[state_context[stack[0]]]) + q if q >= 0 else -1)
+            shadows.append(tuple(int(offsets[c]) + s for c, s in sh))
+        return stacks, qs, shadows
+
+    # --- cache ----------------------------------------------------------------------------
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    @property
+    def cache_entries(self) -> int:
+        return len(self._cache)
+
+    def entry(self, state: int, q: int) -> MaskEntry | None:
+        key = (state, q)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
+        built = self._build_entry(state, q)
+        if built is None:
+            return None
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = built
+                self._cache_bytes += built.nbytes
+                while self._cache_bytes > self.cache_limit and len(self._cache) > 1:
+                    _, old = self._cache.popitem(last=False)
+                    self._cache_bytes -= old.nbytes
+        return built
+
+    def _build_entry(self, state: int, q: int) -> MaskEntry | None:
+        split = self.engine.classify(state, q)
+        if split is None:
+            return None
+        accepted_pos, uncertain_pos = split
+        ids = np.sort(self.trie_ids[accepted_pos])
+        if ids.nbytes < self.width * 4:
+            bits, id_list = None, ids
+        else:
+            bits = np.zeros(self.width, dtype=np.int32)
+            _native.fill_bitmask_from_ids(bits, ids)
+            id_list = None
+        if len(uncertain_pos):
+            ext = np.append(self.trie_lcp, 0)
+            mins = np.minimum.reduceat(ext, uncertain_pos + 1)[:-1]
+            ulcp = np.concatenate([[0], mins]).astype(np.int32)
+        else:
+            ulcp = np.zeros(0, dtype=np.int32)
+        return MaskEntry(bits, id_list, uncertain_pos.astype(np.int32), ulcp)
+
+    def precompute(self, progress=None) -> int:
+        """Fill the cache for every (parser state, lexer state) pair; returns entries built."""
+        built = 0
+        keys = [(self.start_state, -1)]
+        for s in range(self.n_states):
+            ctx = int(self.state_context[s])
+            base = int(self.offsets[ctx])
+            keys.extend((s, base + k) for k in range(self.context_sizes[ctx]))
+        for i, (s, q) in enumerate(keys):
+            if self.entry(s, q) is not None:
+                built += 1
+            if progress is not None:
+                progress(i + 1, len(keys))
+        return built
+
+    # --- masks ----------------------------------------------------------------------------
+    def fill_row(self, threads, row: np.ndarray) -> bool:
+        """Write the allowed text tokens of ``threads`` into ``row`` (EOS not included).
+
+        Returns False when the native engine cannot take this thread set (too many threads or
+        shadows); the caller then uses the reference engine.
+        """
+        stacks, qs, shadows = self._convert(threads)
+        if len(stacks) == 1 and not shadows[0]:
+            entry = self.entry(stacks[0][-1], qs[0])
+            if entry is not None:
+                if entry.accepted_bits is not None:
+                    row[:] = entry.accepted_bits
+                else:
+                    _native.fill_bitmask_from_ids(row, entry.accepted_ids)
+                if len(entry.uncertain_pos):
+                    status = self.engine.check_positions(stacks, qs, shadows,
+                                                         entry.uncertain_pos, entry.uncertain_lcp)
+                    if status is None:
+                        return False
+                    ok = entry.uncertain_pos[status == 1]
+                    if len(ok):
+                        _native.fill_bitmask_from_ids(row, self.trie_ids[ok], False)
+                return True
+        status = self.engine.check_all(stacks, qs, shadows)
+        if status is None:
+            return False
+        _native.fill_bitmask_from_ids(row, np.sort(self.trie_ids[status == 1]))
+        return True
