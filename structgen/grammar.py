@@ -99,11 +99,23 @@ def builtin_grammar_text(name: str) -> str:
     return resources.files("structgen.grammars").joinpath(f"{name}.lark").read_text("utf-8")
 
 
+class _AnalysisOnlyLexer(lark.lexer.Lexer):
+    """Stands in for Lark's lexer: structgen lexes with its own DFAs and only needs Lark's
+    grammar loading and LALR analysis, so Lark's regex compilation and collision checks
+    (seconds on big grammars) are skipped."""
+
+    def __init__(self, lexer_conf) -> None:
+        self.lexer_conf = lexer_conf
+
+    def lex(self, lexer_state, parser_state):  # pragma: no cover - never used for parsing
+        raise NotImplementedError("structgen's Lark instance is for analysis only")
+
+
 def _build_lark(text: str, start: str) -> lark.Lark:
     if not isinstance(text, str):
         raise GrammarError(f"grammar text must be a str, got {type(text).__name__}")
     try:
-        return lark.Lark(text, parser="lalr", lexer="contextual", start=start)
+        return lark.Lark(text, parser="lalr", lexer=_AnalysisOnlyLexer, start=start)
     except UnexpectedInput as exc:
         line, column = getattr(exc, "line", None), getattr(exc, "column", None)
         what = _describe_unexpected(exc)

@@ -87,7 +87,7 @@ class LexerContexts:
         while queue:
             st = queue.popleft()
             comps = np.stack([d.transitions[s].astype(np.int64) if s >= 0 else dead
-                              for d, s in zip(dfas, st)]) if dfas else np.empty((0, 256))
+                              for d, s in zip(dfas, st, strict=True)]) if dfas else np.empty((0, 256))
             row = np.full(256, -1, dtype=np.int32)
             cols = comps.T  # [256, n_terms_in_ctx]
             alive_cols = (cols >= 0).any(axis=1)
@@ -109,10 +109,10 @@ class LexerContexts:
         winner = np.full(len(order), -1, dtype=np.int32)
         alive = np.zeros((len(order), n_terms), dtype=bool)
         for i, st in enumerate(order):
-            matched = [t for t, d, s in zip(terms, dfas, st) if s >= 0 and d.accepting[s]]
+            matched = [t for t, d, s in zip(terms, dfas, st, strict=True) if s >= 0 and d.accepting[s]]
             if matched:
                 winner[i] = min(matched, key=lambda t: self._order[t])
-            for t, s in zip(terms, st):
+            for t, s in zip(terms, st, strict=True):
                 if s >= 0:
                     alive[i, t] = True
         return ContextDFA(terminals=terms, transitions=transitions, winner=winner, alive=alive)
