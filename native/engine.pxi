@@ -9,6 +9,7 @@
 
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.stdint cimport int8_t, uint8_t
+from cython.parallel cimport prange
 
 cdef enum:
     MAX_THREADS = 16
@@ -58,7 +59,10 @@ cdef struct Tables:
     const uint8_t* ignored
     const uint8_t* tok_data
     const int64_t* tok_off
+    const int64_t* tok_ids
     int32_t n_lex_states
+    int32_t end_term
+    int32_t end_state
 
 
 cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
@@ -124,6 +128,55 @@ cdef int32_t feed(const Tables* g, Arena* a, int32_t node, int32_t term) noexcep
         node = arena_push(a, nxt, node)
         if node < 0:
             return -1
+
+
+cdef bint feed_end(const Tables* g, Arena* a, int32_t node) noexcept nogil:
+    """Does end of input complete a sentence on this stack? (nodes pushed are scratch)"""
+    cdef int32_t st, act, r, k, nxt
+    while True:
+        st = a.state[node]
+        if st < 0:
+            return False
+        act = g.action[st * g.action_cols + g.end_term]
+        if act >= 0:
+            return False
+        r = -act - 1
+        for k in range(g.rule_len[r]):
+            node = a.parent[node]
+            if node < 0:
+                return False
+        st = a.state[node]
+        if st < 0:
+            return False
+        nxt = g.goto_[st * g.goto_cols + g.rule_lhs[r]]
+        if nxt < 0:
+            return False
+        node = arena_push(a, nxt, node)
+        if node < 0:
+            return False
+        if nxt == g.end_state:
+            return True
+
+
+cdef bint tset_can_end(const Tables* g, Arena* a, const TSet* ts) noexcept nogil:
+    """Is the text a complete sentence under some thread?"""
+    cdef int32_t k, w, n2, top = a.size
+    cdef const Thread* th
+    cdef bint ok
+    for k in range(ts.n):
+        th = &ts.t[k]
+        ok = False
+        if th.q < 0:
+            ok = feed_end(g, a, th.node)
+        else:
+            w = g.lex_winner[th.q]
+            if w >= 0:
+                n2 = th.node if g.ignored[w] else feed(g, a, th.node, w)
+                ok = n2 >= 0 and feed_end(g, a, n2)
+        a.size = top
+        if ok:
+            return True
+    return False
 
 
 cdef inline void tset_add(TSet* dst, int32_t node, int32_t q, const int32_t* sh, int32_t nsh,
@@ -282,27 +335,140 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     return 0
 
 
+cdef struct Job:
+    uint32_t* row                # output bitmask row
+    int32_t width                # words in the row
+    const int32_t* spec          # starting threads (see NativeEngine.fill_rows)
+    const uint32_t* acc_bits     # accepted tokens as a bitmask row, or NULL
+    const int64_t* acc_ids       # ... or as sorted ids
+    int32_t n_acc_ids
+    const int32_t* seq           # trie positions to walk on the real stack
+    const int32_t* lcp
+    int32_t n_seq
+    const int64_t* eos_ids
+    int32_t n_eos
+    int32_t rc                   # 0 ok, -1 fell back (overflow or out of memory)
+
+
+cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noexcept nogil:
+    """Build the starting thread set from ``spec``:
+    [n_threads, then per thread: depth, states bottom..top, q, n_shadows, shadows...]."""
+    cdef int32_t n = spec[0], pos = 1, k, j, depth, node
+    cdef Thread* th
+    ts.n = 0
+    ts.unk = 0
+    ts.overflow = 0
+    if n > MAX_THREADS:
+        return -1
+    for k in range(n):
+        depth = spec[pos]
+        pos += 1
+        node = -1
+        if partial:
+            node = arena_push(a, UNKNOWN_STATE, -1)
+        for j in range(depth):
+            node = arena_push(a, spec[pos + j], node)
+        pos += depth
+        th = &ts.t[k]
+        th.node = node
+        th.q = spec[pos]
+        th.nsh = spec[pos + 1]
+        pos += 2
+        if th.nsh > MAX_SHADOWS:
+            return -1
+        for j in range(th.nsh):
+            th.sh[j] = spec[pos + j]
+        pos += th.nsh
+        ts.n += 1
+    return -1 if a.failed else 0
+
+
+cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int32_t max_len,
+                        const int32_t* seq, const int32_t* lcp, int32_t n, uint8_t* status,
+                        bint* can_end) noexcept nogil:
+    """Set up scratch space, load the threads, walk ``seq``; optionally decide end of text."""
+    cdef Arena a
+    cdef TSet* sets = NULL
+    cdef uint8_t* unk = NULL
+    cdef int32_t* marks = NULL
+    cdef int8_t* memo = NULL
+    cdef int32_t j, memo_node = -1
+    cdef int rc = -1
+    if arena_init(&a, 1024) < 0:
+        arena_free(&a)
+        return -1
+    sets = <TSet*>malloc((max_len + 2) * sizeof(TSet))
+    unk = <uint8_t*>malloc((max_len + 2) * sizeof(uint8_t))
+    marks = <int32_t*>malloc((max_len + 2) * sizeof(int32_t))
+    if sets != NULL and unk != NULL and marks != NULL:
+        if load_threads(&a, spec, &sets[0], partial) == 0:
+            if can_end != NULL:
+                can_end[0] = tset_can_end(g, &a, &sets[0])
+            if sets[0].n == 1 and sets[0].t[0].nsh == 0:
+                memo = <int8_t*>malloc(g.n_lex_states * sizeof(int8_t))
+                if memo != NULL:
+                    for j in range(g.n_lex_states):
+                        memo[j] = -1
+                    memo_node = sets[0].t[0].node
+            rc = 0
+            if n > 0:
+                rc = walk(g, &a, seq, lcp, n, sets, unk, marks, memo, memo_node, status)
+    free(sets)
+    free(unk)
+    free(marks)
+    free(memo)
+    arena_free(&a)
+    return rc
+
+
+cdef void run_job(const Tables* g, int32_t max_len, Job* job) noexcept nogil:
+    cdef int32_t k
+    cdef int64_t t
+    cdef uint8_t* status = NULL
+    cdef bint can_end = False
+    if job.acc_bits != NULL:
+        memcpy(job.row, job.acc_bits, job.width * sizeof(uint32_t))
+    else:
+        memset(job.row, 0, job.width * sizeof(uint32_t))
+        for k in range(job.n_acc_ids):
+            t = job.acc_ids[k]
+            job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
+    if job.n_seq > 0:
+        status = <uint8_t*>malloc(job.n_seq)
+        if status == NULL:
+            job.rc = -1
+            return
+    job.rc = walk_positions(g, job.spec, False, max_len, job.seq, job.lcp, job.n_seq, status,
+                            &can_end)
+    if job.rc == 0:
+        for k in range(job.n_seq):
+            if status[k] == ST_ACCEPT:
+                t = g.tok_ids[job.seq[k]]
+                job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
+        if can_end:
+            for k in range(job.n_eos):
+                t = job.eos_ids[k]
+                job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
+    free(status)
+
+
 cdef class NativeEngine:
     """C tables of one compiled grammar and the walks over its vocabulary trie.
 
     Immutable after construction and safe to share between threads: every walk allocates its
-    own arena and thread sets. All walks release the GIL.
+    own scratch arena and thread sets. All walks release the GIL.
     """
 
     cdef Tables g
     cdef object _keep
-    cdef int32_t n_tokens
+    cdef int32_t _n_tokens
     cdef int32_t max_len
     cdef const int32_t* all_lcp
-    cdef int32_t* all_seq
-    cdef const int64_t* tok_ids
-
-    def __cinit__(self):
-        self.all_seq = NULL
+    cdef const int32_t* all_seq
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
-                 tok_ids):
+                 tok_ids, int end_state, eos_ids):
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -319,11 +485,12 @@ cdef class NativeEngine:
             tok_off=np.ascontiguousarray(tok_off, dtype=np.int64),
             tok_lcp=np.ascontiguousarray(tok_lcp, dtype=np.int32),
             tok_ids=np.ascontiguousarray(tok_ids, dtype=np.int64),
+            eos_ids=np.ascontiguousarray(eos_ids, dtype=np.int64),
         )
-        if arrays["tok_data"].size == 0:
-            arrays["tok_data"] = np.zeros(1, dtype=np.uint8)
-        if arrays["alive_terms"].size == 0:
-            arrays["alive_terms"] = np.zeros(1, dtype=np.int32)
+        for name, dtype in (("tok_data", np.uint8), ("alive_terms", np.int32),
+                            ("tok_lcp", np.int32), ("tok_ids", np.int64), ("eos_ids", np.int64)):
+            if arrays[name].size == 0:
+                arrays[name] = np.zeros(1, dtype=dtype)
         self._keep = arrays
         self.g.action = _i32(arrays["action"])
         self.g.action_cols = arrays["action"].shape[1]
@@ -340,116 +507,104 @@ cdef class NativeEngine:
         self.g.ignored = _u8(arrays["ignored"])
         self.g.tok_data = _u8(arrays["tok_data"])
         self.g.tok_off = _i64(arrays["tok_off"])
+        self.g.tok_ids = _i64(arrays["tok_ids"])
         self.g.n_lex_states = arrays["lex_winner"].shape[0]
-        self.n_tokens = arrays["tok_lcp"].shape[0]
+        self.g.end_term = arrays["action"].shape[1] - 1
+        self.g.end_state = end_state
+        self._n_tokens = len(tok_lcp)
         self.all_lcp = _i32(arrays["tok_lcp"])
-        self.tok_ids = _i64(arrays["tok_ids"])
         lengths = np.diff(arrays["tok_off"])
         self.max_len = int(lengths.max()) if lengths.size else 0
-        seq = np.arange(self.n_tokens, dtype=np.int32)
+        seq = np.arange(max(self._n_tokens, 1), dtype=np.int32)
         arrays["seq"] = seq
         self.all_seq = _i32(seq)
 
     @property
     def n_tokens(self):
-        return self.n_tokens
-
-    cdef int _run(self, list stacks, const int32_t[::1] qs, list shadows, bint partial,
-                  const int32_t* seq, const int32_t* lcp, int32_t n, uint8_t* status) except -2:
-        """Set up the starting threads (under the GIL), then walk without it."""
-        cdef Arena a
-        cdef TSet* sets
-        cdef uint8_t* unk
-        cdef int32_t* marks
-        cdef int8_t* memo = NULL
-        cdef int32_t memo_node = -1, node, k, j, depth = self.max_len + 1
-        cdef int rc
-        cdef Thread* th
-        if arena_init(&a, 1024) < 0:
-            raise MemoryError()
-        sets = <TSet*>malloc((depth + 1) * sizeof(TSet))
-        unk = <uint8_t*>malloc((depth + 1) * sizeof(uint8_t))
-        marks = <int32_t*>malloc((depth + 1) * sizeof(int32_t))
-        if sets == NULL or unk == NULL or marks == NULL:
-            free(sets); free(unk); free(marks); arena_free(&a)
-            raise MemoryError()
-        try:
-            sets[0].n = 0
-            sets[0].unk = 0
-            sets[0].overflow = 0
-            if len(stacks) > MAX_THREADS:
-                return -1
-            for k in range(len(stacks)):
-                node = -1
-                if partial:
-                    node = arena_push(&a, UNKNOWN_STATE, -1)
-                for st in stacks[k]:
-                    node = arena_push(&a, <int32_t>st, node)
-                th = &sets[0].t[sets[0].n]
-                th.node = node
-                th.q = qs[k]
-                sh = shadows[k]
-                if len(sh) > MAX_SHADOWS:
-                    return -1
-                th.nsh = len(sh)
-                for j in range(len(sh)):
-                    th.sh[j] = <int32_t>sh[j]
-                sets[0].n += 1
-            if len(stacks) == 1 and not shadows[0]:
-                memo = <int8_t*>malloc(self.g.n_lex_states * sizeof(int8_t))
-                if memo != NULL:
-                    for j in range(self.g.n_lex_states):
-                        memo[j] = -1
-                    memo_node = sets[0].t[0].node
-            with nogil:
-                rc = walk(&self.g, &a, seq, lcp, n, sets, unk, marks, memo, memo_node, status)
-            return rc
-        finally:
-            free(sets); free(unk); free(marks); free(memo); arena_free(&a)
+        return self._n_tokens
 
     def classify(self, int32_t state, int32_t q):
         """Split the vocabulary for (parser state on top, lexer state) with the stack below
-        unknown: returns (accepted, uncertain) arrays of trie positions, or None on overflow."""
-        status = np.empty(self.n_tokens, dtype=np.uint8)
+        unknown: (accepted, uncertain) arrays of trie positions, or None on overflow."""
+        status = np.zeros(max(self._n_tokens, 1), dtype=np.uint8)
         cdef uint8_t[::1] st = status
-        cdef int32_t[::1] qv = np.array([q], dtype=np.int32)
-        rc = self._run([[state]], qv, [()], True, self.all_seq, self.all_lcp, self.n_tokens,
-                       &st[0] if self.n_tokens else NULL)
+        spec = np.array([1, 1, state, q, 0], dtype=np.int32)
+        cdef int32_t[::1] sp = spec
+        cdef int rc
+        with nogil:
+            rc = walk_positions(&self.g, &sp[0], True, self.max_len, self.all_seq, self.all_lcp,
+                                self._n_tokens, &st[0], NULL)
         if rc < 0:
             return None
+        status = status[:self._n_tokens]
         accepted = np.flatnonzero(status == ST_ACCEPT).astype(np.int32)
         uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
         return accepted, uncertain
 
-    def check_positions(self, list stacks, qs, list shadows, const int32_t[::1] seq,
-                        const int32_t[::1] lcp):
-        """Status of the tokens at trie positions ``seq`` on real stacks (bottom to top)."""
-        cdef int32_t n = seq.shape[0]
-        status = np.zeros(n, dtype=np.uint8)
-        cdef uint8_t[::1] st = status
-        cdef int32_t[::1] qv = np.ascontiguousarray(qs, dtype=np.int32)
-        if n == 0:
-            return status
-        rc = self._run(stacks, qv, shadows, False, &seq[0], &lcp[0], n, &st[0])
-        if rc < 0:
-            return None
-        return status
+    def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
+        """Fill bitmask rows; releases the GIL and runs the jobs on ``num_threads`` threads.
 
-    def check_all(self, list stacks, qs, list shadows):
-        """Status of every token in trie order on real stacks; None on overflow."""
-        status = np.zeros(self.n_tokens, dtype=np.uint8)
-        cdef uint8_t[::1] st = status
-        cdef int32_t[::1] qv = np.ascontiguousarray(qs, dtype=np.int32)
-        if self.n_tokens == 0:
-            return status
-        rc = self._run(stacks, qv, shadows, False, self.all_seq, self.all_lcp, self.n_tokens,
-                       &st[0])
-        if rc < 0:
-            return None
-        return status
-
-    def __dealloc__(self):
-        self.all_seq = NULL
+        Each job is ``(row, spec, accepted_bits, accepted_ids, seq, lcp)``: ``spec`` the
+        starting threads as int32 ``[n, (depth, states..., q, n_shadows, shadows...)*]``,
+        ``accepted_bits`` (int32 row) or ``accepted_ids`` (int64) the tokens known to pass
+        (either may be None), and ``seq``/``lcp`` the trie positions still to walk on the real
+        stacks (None: the whole vocabulary). EOS ids are set when the text is complete.
+        Returns the list of rows whose job could not be done natively (thread-set overflow).
+        """
+        cdef Py_ssize_t n = len(jobs), i
+        cdef Job* cj = <Job*>calloc(max(n, 1), sizeof(Job))
+        cdef int32_t[::1] spec_v
+        cdef int32_t[::1] bits_v
+        cdef int64_t[::1] ids_v
+        cdef int32_t[::1] seq_v
+        cdef int32_t[::1] lcp_v
+        cdef int64_t[::1] eos_v = self._keep["eos_ids"]
+        cdef int32_t n_eos = len(self._keep["eos_ids"]) if self._keep["eos_ids"][0] >= 0 else 0
+        if cj == NULL:
+            raise MemoryError()
+        keep = []
+        try:
+            for i in range(n):
+                row, spec, bits, ids, seq, lcp = jobs[i]
+                if not 0 <= row < bitmask.shape[0]:
+                    raise IndexError(f"row {row} outside a bitmask of {bitmask.shape[0]} rows")
+                cj[i].row = <uint32_t*>&bitmask[row, 0]
+                cj[i].width = bitmask.shape[1]
+                spec_v = spec
+                cj[i].spec = &spec_v[0]
+                if bits is not None:
+                    bits_v = bits
+                    if bits_v.shape[0] != bitmask.shape[1]:
+                        raise ValueError("accepted bitmask row has the wrong width")
+                    cj[i].acc_bits = <const uint32_t*>&bits_v[0]
+                elif ids is not None and len(ids):
+                    ids_v = ids
+                    cj[i].acc_ids = &ids_v[0]
+                    cj[i].n_acc_ids = ids_v.shape[0]
+                if seq is None:
+                    cj[i].seq = self.all_seq
+                    cj[i].lcp = self.all_lcp
+                    cj[i].n_seq = self._n_tokens
+                elif len(seq):
+                    seq_v = seq
+                    lcp_v = lcp
+                    cj[i].seq = &seq_v[0]
+                    cj[i].lcp = &lcp_v[0]
+                    cj[i].n_seq = seq_v.shape[0]
+                cj[i].eos_ids = &eos_v[0]
+                cj[i].n_eos = n_eos
+                keep.append((spec, bits, ids, seq, lcp))
+            if num_threads <= 1 or n <= 1:
+                with nogil:
+                    for i in range(n):
+                        run_job(&self.g, self.max_len, &cj[i])
+            else:
+                with nogil:
+                    for i in prange(n, num_threads=num_threads, schedule="dynamic"):
+                        run_job(&self.g, self.max_len, &cj[i])
+            return [jobs[i][0] for i in range(n) if cj[i].rc != 0]
+        finally:
+            free(cj)
 
 
 cdef inline const int32_t* _i32(cnp.ndarray arr):

@@ -30,10 +30,16 @@ class ContextDFA:
     transitions: np.ndarray  # int32 [n_states, 256]
     winner: np.ndarray  # int32 [n_states]: terminal id matched if the lexeme ends here, or -1
     alive: np.ndarray  # bool [n_states, n_terminals]: terminal still completable from here
+    final_only: np.ndarray  # bool [n_states]: a lexeme ends here and cannot grow
 
     @property
     def n_states(self) -> int:
         return int(self.transitions.shape[0])
+
+    @property
+    def is_final_only(self) -> np.ndarray:
+        """bool [n_states]: a lexeme ends here and no byte can extend it."""
+        return self.final_only
 
 
 class LexerContexts:
@@ -115,4 +121,6 @@ class LexerContexts:
             for t, s in zip(terms, st, strict=True):
                 if s >= 0:
                     alive[i, t] = True
-        return ContextDFA(terminals=terms, transitions=transitions, winner=winner, alive=alive)
+        final_only = (winner >= 0) & (transitions < 0).all(axis=1)
+        return ContextDFA(terminals=terms, transitions=transitions, winner=winner, alive=alive,
+                          final_only=final_only)

@@ -38,6 +38,8 @@ class GrammarMatcher:
         self._eos = frozenset(info.eos_token_ids)
         self._special = frozenset(info.special_token_ids) | self._eos
         self._terminate_without_stop = terminate_without_stop_token
+        self._masker = compiled_grammar.native_masker
+        self._spec_cache: tuple | None = None  # (threads, native spec, cache key)
         # history[i] = (threads, terminated) after i accepted tokens
         self._history: list[tuple[tuple, bool]] = [(self._engine.initial(), False)]
 
@@ -69,6 +71,7 @@ class GrammarMatcher:
         other = object.__new__(GrammarMatcher)
         other.__dict__.update(self.__dict__)
         other._history = list(self._history)
+        other._spec_cache = None
         return other
 
     def rollback(self, num_tokens: int = 1) -> None:
@@ -160,19 +163,37 @@ class GrammarMatcher:
                 f"bitmask row holds {arr.shape[1] * 32} bits, vocabulary has {self._vocab_size}")
         if not 0 <= index < arr.shape[0]:
             raise ConfigurationError(f"row index {index} outside a bitmask of {arr.shape[0]} rows")
-        self._fill_row(arr[index])
+        job = self._native_job(index)
+        if job is None or self._masker.fill(arr, [job]):
+            self._fill_fallback(arr, index)
         return True
 
-    def _fill_row(self, row: np.ndarray) -> None:
+    def _native_job(self, row: int) -> tuple | None:
+        """The native fill job for the current state, or None when only EOS is left."""
         threads, terminated = self._history[-1]
         if terminated:
-            fill_row_from_ids(row, np.array(sorted(self._eos), dtype=np.int64))
+            return None
+        cached = self._spec_cache
+        if cached is None or cached[0] is not threads:
+            spec, key = self._masker.spec_of(threads)
+            cached = self._spec_cache = (threads, spec, key)
+        return self._masker.job(row, cached[1], cached[2])
+
+    def _fill_fallback(self, arr: np.ndarray, index: int) -> None:
+        """Reference fill: after the native engine declined (or for a terminated matcher)."""
+        threads, terminated = self._history[-1]
+        if terminated:
+            fill_row_from_ids(arr[index], np.array(sorted(self._eos), dtype=np.int64))
             return
-        masker = self.compiled_grammar.native_masker
-        if not masker.fill_row(threads, row):
-            fill_row_from_ids(row, self._walk_trie(threads))
+        fill_row_from_ids(arr[index], self._walk_trie(threads))
         if self._engine.can_end(threads):
-            fill_row_from_ids(row, np.array(sorted(self._eos), dtype=np.int64), clear=False)
+            fill_row_from_ids(arr[index], np.array(sorted(self._eos), dtype=np.int64), clear=False)
+
+    def _fill_row(self, row: np.ndarray) -> None:
+        arr = row.reshape(1, -1)
+        job = self._native_job(0)
+        if job is None or self._masker.fill(arr, [job]):
+            self._fill_fallback(arr, 0)
 
     def _walk_trie(self, threads: tuple) -> np.ndarray:
         engine = self._engine

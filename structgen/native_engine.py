@@ -71,11 +71,13 @@ class NativeMasker:
         self.state_context = lexers.state_context
         ctx_start = self.offsets[lexers.state_context]
         self.context_sizes = [lexers.dfa(c).n_states for c in range(lexers.n_contexts)]
+        self.context_final_only = [lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
         self.engine = _native.NativeEngine(
             grammar.action, grammar.goto, grammar.rule_lhs, grammar.rule_len,
             np.concatenate(trans), np.concatenate(winner), np.array(alive_ptr),
             np.array(alive_terms, dtype=np.int32), np.array(alive_ignored), ctx_start, ignored,
-            trie.data, trie.offsets, trie.lcp, trie.ids)
+            trie.data, trie.offsets, trie.lcp, trie.ids, grammar.end_state,
+            np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64))
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
         self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()
@@ -84,9 +86,15 @@ class NativeMasker:
         self._lock = threading.Lock()
 
     # --- thread conversion ---------------------------------------------------------------
-    def _convert(self, threads) -> tuple[list, list, list]:
-        stacks, qs, shadows = [], [], []
+    def spec_of(self, threads) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """Threads as the native engine's int32 spec, and their mask-cache key (or None).
+
+        The key is (top parser state, lexer state) when there is one thread and no shadow,
+        the case the cache covers; other thread sets are walked over the whole vocabulary.
+        """
         offsets, state_context = self.offsets, self.state_context
+        spec = [len(threads)]
+        key = None
         for stack, q, sh in threads:
             states = []
             node = stack
@@ -94,10 +102,15 @@ class NativeMasker:
                 states.append(node[0])
                 node = node[1]
             states.reverse()
-            stacks.append(states)
-            qs.append(int(offsets[state_context[stack[0]]]) + q if q >= 0 else -1)
-            shadows.append(tuple(int(offsets[c]) + s for c, s in sh))
-        return stacks, qs, shadows
+            qg = int(offsets[state_context[stack[0]]]) + q if q >= 0 else -1
+            spec.append(len(states))
+            spec.extend(states)
+            spec.append(qg)
+            spec.append(len(sh))
+            spec.extend(int(offsets[c]) + s for c, s in sh)
+            if len(threads) == 1 and not sh:
+                key = (states[-1], qg)
+        return np.array(spec, dtype=np.int32), key
 
     # --- cache ----------------------------------------------------------------------------
     @property
@@ -154,7 +167,9 @@ class NativeMasker:
         for s in range(self.n_states):
             ctx = int(self.state_context[s])
             base = int(self.offsets[ctx])
-            keys.extend((s, base + k) for k in range(self.context_sizes[ctx]))
+            final_only = self.context_final_only[ctx]
+            keys.extend((s, base + k) for k in range(self.context_sizes[ctx])
+                        if not final_only[k])  # settled away after every token
         for i, (s, q) in enumerate(keys):
             if self.entry(s, q) is not None:
                 built += 1
@@ -163,31 +178,14 @@ class NativeMasker:
         return built
 
     # --- masks ----------------------------------------------------------------------------
-    def fill_row(self, threads, row: np.ndarray) -> bool:
-        """Write the allowed text tokens of ``threads`` into ``row`` (EOS not included).
+    def job(self, row: int, spec: np.ndarray, key: tuple[int, int] | None) -> tuple:
+        """What the native engine needs to fill ``row`` for threads ``spec``."""
+        entry = self.entry(*key) if key is not None else None
+        if entry is None:
+            return (row, spec, None, None, None, None)
+        return (row, spec, entry.accepted_bits, entry.accepted_ids, entry.uncertain_pos,
+                entry.uncertain_lcp)
 
-        Returns False when the native engine cannot take this thread set (too many threads or
-        shadows); the caller then uses the reference engine.
-        """
-        stacks, qs, shadows = self._convert(threads)
-        if len(stacks) == 1 and not shadows[0]:
-            entry = self.entry(stacks[0][-1], qs[0])
-            if entry is not None:
-                if entry.accepted_bits is not None:
-                    row[:] = entry.accepted_bits
-                else:
-                    _native.fill_bitmask_from_ids(row, entry.accepted_ids)
-                if len(entry.uncertain_pos):
-                    status = self.engine.check_positions(stacks, qs, shadows,
-                                                         entry.uncertain_pos, entry.uncertain_lcp)
-                    if status is None:
-                        return False
-                    ok = entry.uncertain_pos[status == 1]
-                    if len(ok):
-                        _native.fill_bitmask_from_ids(row, self.trie_ids[ok], False)
-                return True
-        status = self.engine.check_all(stacks, qs, shadows)
-        if status is None:
-            return False
-        _native.fill_bitmask_from_ids(row, np.sort(self.trie_ids[status == 1]))
-        return True
+    def fill(self, bitmask: np.ndarray, jobs: list[tuple], num_threads: int = 1) -> list[int]:
+        """Run jobs (GIL released, on ``num_threads`` cores); returns rows not filled."""
+        return self.engine.fill_rows(bitmask, jobs, num_threads)

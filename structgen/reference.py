@@ -42,6 +42,18 @@ class ReferenceEngine:
         self.rule_len = grammar.rule_len.tolist()
         self.end = grammar.end_terminal
         self.ignored = lexers.ignored
+        self.state_context = lexers.state_context.tolist()
+        self._ctx: dict[int, _Ctx] = {}
+
+    def ctx(self, context: int) -> _Ctx:
+        """A context DFA as plain Python lists (numpy scalar indexing is slow per byte)."""
+        found = self._ctx.get(context)
+        if found is None:
+            found = self._ctx[context] = _Ctx(self.lexers.dfa(context), self.ignored)
+        return found
+
+    def ctx_of(self, stack: Stack) -> _Ctx:
+        return self.ctx(self.state_context[stack[0]])
 
     # --- parser -------------------------------------------------------------------------
     def feed(self, stack: Stack, terminal: int) -> Stack | None:
@@ -92,41 +104,82 @@ class ReferenceEngine:
         return tuple(out)
 
     def advance(self, threads: tuple[Thread, ...], data: bytes) -> tuple[Thread, ...]:
-        for b in data:
-            threads = self.step(threads, b)
+        """Threads after ``data``, with forced lexeme ends taken eagerly (see ``settle``)."""
+        i, n = 0, len(data)
+        while i < n:
+            if len(threads) == 1 and threads[0][1] >= 0 and not threads[0][2]:
+                # fast path: one thread inside a lexeme that cannot end at this byte
+                stack, q, _ = threads[0]
+                dfa = self.ctx_of(stack)
+                trans, winner = dfa.trans, dfa.winner
+                start = i
+                while i < n:
+                    q2 = trans[q][data[i]]
+                    if q2 < 0 or (winner[q] >= 0 and winner[q2] < 0):
+                        break
+                    q = q2
+                    i += 1
+                if i > start:
+                    threads = ((stack, q, ()),)
+                    if i == n:
+                        break
+            threads = self.step(threads, data[i])
+            i += 1
             if not threads:
-                break
-        return threads
+                return threads
+        return self.settle(threads)
+
+    def settle(self, threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
+        """End lexemes that cannot grow: a partial lexeme whose DFA state accepts and has no
+        way on (``,``, ``]``, ``true``) must end before the next byte, so feed it now.
+
+        The text read is the same; only the bookkeeping moves, so that the thread's parser
+        stack already holds the lexeme. Mask-cache keys then see the state after it, where
+        far fewer tokens depend on the stack below the top.
+        """
+        out = []
+        changed = False
+        for stack, q, shadows in threads:
+            if q >= 0:
+                dfa = self.ctx_of(stack)
+                term = dfa.winner[q]
+                if term >= 0 and dfa.final_only[q]:
+                    changed = True
+                    stack2 = stack if term in self.ignored else self.feed(stack, term)
+                    if stack2 is not None:
+                        out.append((stack2, -1, shadows))
+                    continue
+            out.append((stack, q, shadows))
+        if not changed:
+            return threads
+        return tuple(dict.fromkeys(out))
 
     def _step_thread(self, stack: Stack, q: int, shadows: tuple, byte: int) -> list[Thread]:
-        lexers = self.lexers
-        kept = []
-        for ctx, s in shadows:
-            d = lexers.dfa(ctx)
-            s2 = int(d.transitions[s, byte])
-            if s2 < 0:
-                continue  # the longer candidate died: obligation met for good
-            if d.winner[s2] >= 0:
-                return []  # a longer lexeme exists, so the earlier cut was not longest-match
-            kept.append((ctx, s2))
-        shadows = tuple(kept)
-        ctx = lexers.context_of_state(stack[0])
-        dfa = lexers.dfa(ctx)
-        out: list[Thread] = []
+        if shadows:
+            kept = []
+            for ctx, s in shadows:
+                d = self.ctx(ctx)
+                s2 = d.trans[s][byte]
+                if s2 < 0:
+                    continue  # the longer candidate died: obligation met for good
+                if d.winner[s2] >= 0:
+                    return []  # a longer lexeme exists: the earlier cut was not longest-match
+                kept.append((ctx, s2))
+            shadows = tuple(kept)
+        ctx = self.state_context[stack[0]]
+        dfa = self.ctx(ctx)
         if q < 0:
-            r = int(dfa.transitions[0, byte])
-            if r >= 0:
-                out.append((stack, r, shadows))
-            return out
-        q2 = int(dfa.transitions[q, byte])
+            r = dfa.trans[0][byte]
+            return [(stack, r, shadows)] if r >= 0 else []
+        out: list[Thread] = []
+        q2 = dfa.trans[q][byte]
         if q2 >= 0:
             out.append((stack, q2, shadows))
-        term = int(dfa.winner[q])
+        term = dfa.winner[q]
         if term >= 0 and not (q2 >= 0 and dfa.winner[q2] >= 0):
             stack2 = stack if term in self.ignored else self.feed(stack, term)
             if stack2 is not None:
-                ctx2 = lexers.context_of_state(stack2[0])
-                r = int(lexers.dfa(ctx2).transitions[0, byte])
+                r = self.ctx_of(stack2).trans[0][byte]
                 if r >= 0:
                     extra = ((ctx, q2),) if q2 >= 0 else ()
                     out.append((stack2, r, tuple(sorted(shadows + extra))))
@@ -137,12 +190,10 @@ class ReferenceEngine:
         stack, q, _ = thread
         if q < 0:
             return True
-        dfa = self.lexers.dfa(self.lexers.context_of_state(stack[0]))
-        alive = dfa.alive[q]
-        for term in dfa.terminals:
-            if alive[term] and (term in self.ignored or self.feed(stack, term) is not None):
-                return True
-        return False
+        dfa = self.ctx_of(stack)
+        if dfa.alive_ignored[q]:
+            return True
+        return any(self.feed(stack, term) is not None for term in dfa.alive_terms[q])
 
     def any_viable(self, threads: Iterable[Thread]) -> bool:
         return any(self.is_viable(th) for th in threads)
@@ -154,11 +205,25 @@ class ReferenceEngine:
                 if self.feed_end(stack):
                     return True
                 continue
-            dfa = self.lexers.dfa(self.lexers.context_of_state(stack[0]))
-            term = int(dfa.winner[q])
+            dfa = self.ctx_of(stack)
+            term = dfa.winner[q]
             if term < 0:
                 continue
             stack2 = stack if term in self.ignored else self.feed(stack, term)
             if stack2 is not None and self.feed_end(stack2):
                 return True
         return False
+
+
+class _Ctx:
+    """One context DFA in list form, with per-state alive terminals split by ``%ignore``."""
+
+    __slots__ = ("trans", "winner", "final_only", "alive_terms", "alive_ignored")
+
+    def __init__(self, dfa, ignored: frozenset[int]) -> None:
+        self.trans = dfa.transitions.tolist()
+        self.winner = dfa.winner.tolist()
+        self.final_only = dfa.final_only.tolist()
+        alive = [tuple(int(t) for t in row.nonzero()[0]) for row in dfa.alive]
+        self.alive_terms = [tuple(t for t in ts if t not in ignored) for ts in alive]
+        self.alive_ignored = [any(t in ignored for t in ts) for ts in alive]
