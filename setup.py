@@ -31,9 +31,7 @@ extensions = [
         "structgen._native",
         ["native/_native.pyx"],
         include_dirs=[numpy.get_include()],
-        # OpenMP runs batch mask fills on several cores (prange in engine.pxi)
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + ["-fopenmp"],
-        extra_link_args=["-fopenmp"],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]

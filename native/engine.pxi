@@ -9,7 +9,6 @@
 
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.stdint cimport int8_t, uint8_t
-from cython.parallel cimport prange
 
 cdef enum:
     MAX_THREADS = 16
@@ -465,6 +464,7 @@ cdef class NativeEngine:
     cdef int32_t max_len
     cdef const int32_t* all_lcp
     cdef const int32_t* all_seq
+    cdef int32_t _n_eos
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
@@ -511,6 +511,7 @@ cdef class NativeEngine:
         self.g.n_lex_states = arrays["lex_winner"].shape[0]
         self.g.end_term = arrays["action"].shape[1] - 1
         self.g.end_state = end_state
+        self._n_eos = len(eos_ids)
         self._n_tokens = len(tok_lcp)
         self.all_lcp = _i32(arrays["tok_lcp"])
         lengths = np.diff(arrays["tok_off"])
@@ -541,70 +542,105 @@ cdef class NativeEngine:
         uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
         return accepted, uncertain
 
-    def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
-        """Fill bitmask rows; releases the GIL and runs the jobs on ``num_threads`` threads.
+    def fill_rows(self, int32_t[:, ::1] bitmask, list jobs):
+        """Fill bitmask rows, releasing the GIL for all the work (callers may run several
+        ``fill_rows`` calls on plain threads at once: the engine is read-only).
 
-        Each job is ``(row, spec, accepted_bits, accepted_ids, seq, lcp)``: ``spec`` the
-        starting threads as int32 ``[n, (depth, states..., q, n_shadows, shadows...)*]``,
-        ``accepted_bits`` (int32 row) or ``accepted_ids`` (int64) the tokens known to pass
-        (either may be None), and ``seq``/``lcp`` the trie positions still to walk on the real
-        stacks (None: the whole vocabulary). EOS ids are set when the text is complete.
-        Returns the list of rows whose job could not be done natively (thread-set overflow).
+        Each job is ``(row, spec, entry)``: ``spec`` the starting threads as a C-contiguous
+        int32 array ``[n, (depth, states..., q, n_shadows, shadows...)*]`` and ``entry`` a
+        :class:`MaskEntry` for them, or None to walk the whole vocabulary. EOS ids are set when
+        the text is complete. Returns the rows whose job could not be done natively (too many
+        threads or shadows); the caller fills those with the reference engine.
         """
         cdef Py_ssize_t n = len(jobs), i
         cdef Job* cj = <Job*>calloc(max(n, 1), sizeof(Job))
-        cdef int32_t[::1] spec_v
-        cdef int32_t[::1] bits_v
-        cdef int64_t[::1] ids_v
-        cdef int32_t[::1] seq_v
-        cdef int32_t[::1] lcp_v
-        cdef int64_t[::1] eos_v = self._keep["eos_ids"]
-        cdef int32_t n_eos = len(self._keep["eos_ids"]) if self._keep["eos_ids"][0] >= 0 else 0
+        cdef MaskEntry entry
+        cdef cnp.ndarray spec
+        cdef cnp.ndarray eos = self._keep["eos_ids"]
+        cdef int32_t n_eos = self._n_eos
+        cdef Py_ssize_t row
         if cj == NULL:
             raise MemoryError()
-        keep = []
         try:
             for i in range(n):
-                row, spec, bits, ids, seq, lcp = jobs[i]
+                job = jobs[i]
+                row = job[0]
+                spec = job[1]
                 if not 0 <= row < bitmask.shape[0]:
                     raise IndexError(f"row {row} outside a bitmask of {bitmask.shape[0]} rows")
+                if spec.dtype.num != cnp.NPY_INT32 or not cnp.PyArray_IS_C_CONTIGUOUS(spec):
+                    raise TypeError("thread spec must be a C-contiguous int32 array")
                 cj[i].row = <uint32_t*>&bitmask[row, 0]
                 cj[i].width = bitmask.shape[1]
-                spec_v = spec
-                cj[i].spec = &spec_v[0]
-                if bits is not None:
-                    bits_v = bits
-                    if bits_v.shape[0] != bitmask.shape[1]:
-                        raise ValueError("accepted bitmask row has the wrong width")
-                    cj[i].acc_bits = <const uint32_t*>&bits_v[0]
-                elif ids is not None and len(ids):
-                    ids_v = ids
-                    cj[i].acc_ids = &ids_v[0]
-                    cj[i].n_acc_ids = ids_v.shape[0]
-                if seq is None:
+                cj[i].spec = <const int32_t*>cnp.PyArray_DATA(spec)
+                cj[i].eos_ids = <const int64_t*>cnp.PyArray_DATA(eos)
+                cj[i].n_eos = n_eos
+                if job[2] is None:
                     cj[i].seq = self.all_seq
                     cj[i].lcp = self.all_lcp
                     cj[i].n_seq = self._n_tokens
-                elif len(seq):
-                    seq_v = seq
-                    lcp_v = lcp
-                    cj[i].seq = &seq_v[0]
-                    cj[i].lcp = &lcp_v[0]
-                    cj[i].n_seq = seq_v.shape[0]
-                cj[i].eos_ids = &eos_v[0]
-                cj[i].n_eos = n_eos
-                keep.append((spec, bits, ids, seq, lcp))
-            if num_threads <= 1 or n <= 1:
-                with nogil:
-                    for i in range(n):
-                        run_job(&self.g, self.max_len, &cj[i])
-            else:
-                with nogil:
-                    for i in prange(n, num_threads=num_threads, schedule="dynamic"):
-                        run_job(&self.g, self.max_len, &cj[i])
+                else:
+                    entry = <MaskEntry?>job[2]
+                    if entry.width and entry.width != bitmask.shape[1]:
+                        raise ValueError("cached mask has the wrong width for this bitmask")
+                    cj[i].acc_bits = entry.acc_bits
+                    cj[i].acc_ids = entry.acc_ids
+                    cj[i].n_acc_ids = entry.n_acc_ids
+                    cj[i].seq = entry.seq
+                    cj[i].lcp = entry.lcp
+                    cj[i].n_seq = entry.n_seq
+            with nogil:
+                for i in range(n):
+                    run_job(&self.g, self.max_len, &cj[i])
             return [jobs[i][0] for i in range(n) if cj[i].rc != 0]
         finally:
             free(cj)
+
+
+cdef class MaskEntry:
+    """One mask-cache entry: tokens certainly accepted (a bitmask row, or sorted ids when that
+    is smaller) and the trie positions still to check on the real stack, with their common
+    prefix lengths. Immutable; holds raw pointers into its own arrays for the fill loop."""
+
+    cdef readonly object accepted_bits
+    cdef readonly object accepted_ids
+    cdef readonly object uncertain_pos
+    cdef readonly object uncertain_lcp
+    cdef const uint32_t* acc_bits
+    cdef const int64_t* acc_ids
+    cdef int32_t n_acc_ids
+    cdef const int32_t* seq
+    cdef const int32_t* lcp
+    cdef int32_t n_seq
+    cdef int32_t width
+
+    def __init__(self, accepted_bits, accepted_ids, uncertain_pos, uncertain_lcp):
+        cdef cnp.ndarray arr
+        self.accepted_bits = None if accepted_bits is None else np.ascontiguousarray(accepted_bits, dtype=np.int32)
+        self.accepted_ids = None if accepted_ids is None else np.ascontiguousarray(accepted_ids, dtype=np.int64)
+        self.uncertain_pos = np.ascontiguousarray(uncertain_pos, dtype=np.int32)
+        self.uncertain_lcp = np.ascontiguousarray(uncertain_lcp, dtype=np.int32)
+        if len(self.uncertain_pos) != len(self.uncertain_lcp):
+            raise ValueError("uncertain positions and prefix lengths differ in length")
+        if self.accepted_bits is not None:
+            arr = self.accepted_bits
+            self.acc_bits = <const uint32_t*>cnp.PyArray_DATA(arr)
+            self.width = len(self.accepted_bits)
+        elif self.accepted_ids is not None and len(self.accepted_ids):
+            arr = self.accepted_ids
+            self.acc_ids = <const int64_t*>cnp.PyArray_DATA(arr)
+            self.n_acc_ids = len(self.accepted_ids)
+        if len(self.uncertain_pos):
+            arr = self.uncertain_pos
+            self.seq = <const int32_t*>cnp.PyArray_DATA(arr)
+            arr = self.uncertain_lcp
+            self.lcp = <const int32_t*>cnp.PyArray_DATA(arr)
+            self.n_seq = len(self.uncertain_pos)
+
+    @property
+    def nbytes(self):
+        acc = self.accepted_bits if self.accepted_bits is not None else self.accepted_ids
+        return int(acc.nbytes + self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes) + 200
 
 
 cdef inline const int32_t* _i32(cnp.ndarray arr):

@@ -10,6 +10,7 @@ the exact set of tokens that keep the output inside the grammar, one step at a t
     matcher.fill_next_token_bitmask(bitmask)
 """
 
+from .batch import batch_fill_next_token_bitmask
 from .bitmask import allocate_token_bitmask, apply_token_bitmask_inplace, bitmask_to_ids
 from .compiler import CompiledGrammar, GrammarCompiler
 from .errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "allocate_token_bitmask",
     "apply_token_bitmask_inplace",
+    "batch_fill_next_token_bitmask",
     "bitmask_to_ids",
     "__version__",
 ]

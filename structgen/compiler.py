@@ -16,7 +16,7 @@ from .errors import ConfigurationError
 from .grammar import Grammar, builtin_grammar_text
 from .lexer import LexerContexts
 from .reference import ReferenceEngine
-from .trie import TokenTrie
+from .trie import TokenTrie, trie_for
 
 if TYPE_CHECKING:
     from .tokenizer_info import TokenizerInfo
@@ -30,11 +30,12 @@ class CompiledGrammar:
     Immutable once built; any number of matchers (on any threads) can share it.
     """
 
-    def __init__(self, grammar: Grammar, tokenizer_info: TokenizerInfo, trie: TokenTrie) -> None:
+    def __init__(self, grammar: Grammar, tokenizer_info: TokenizerInfo, trie: TokenTrie, *,
+                 lexers: LexerContexts | None = None) -> None:
         self.grammar = grammar
         self.tokenizer_info = tokenizer_info
         self.trie = trie
-        self.lexers = LexerContexts(grammar)
+        self.lexers = lexers if lexers is not None else LexerContexts(grammar)
         self.reference = ReferenceEngine(grammar, self.lexers)
         self.compile_seconds = 0.0
         self._native = None
@@ -51,6 +52,24 @@ class CompiledGrammar:
 
                     self._native = NativeMasker(self)
         return self._native
+
+    def save(self, path) -> None:
+        """Write this grammar, its lexer and parser tables and its mask cache to one file.
+
+        Call :meth:`precompute` first to ship a full cache; otherwise the entries built so far
+        are saved and the rest fill lazily after loading.
+        """
+        from .serialize import save_compiled
+
+        save_compiled(self, path)
+
+    @classmethod
+    def load(cls, path, tokenizer_info: TokenizerInfo) -> CompiledGrammar:
+        """Read a file written by :meth:`save`; it must be for this tokenizer (checked by
+        fingerprint: a mismatch raises :class:`SerializationError`)."""
+        from .serialize import load_compiled
+
+        return load_compiled(path, tokenizer_info)
 
     def precompute(self, progress=None) -> int:
         """Fill the whole mask cache now (what ``structgen compile`` does) instead of lazily."""
@@ -75,8 +94,7 @@ class GrammarCompiler:
                 "GrammarCompiler needs a structgen.TokenizerInfo; build one with "
                 "TokenizerInfo.from_huggingface(tokenizer) or a from_* factory")
         self.tokenizer_info = tokenizer_info
-        excluded = set(tokenizer_info.special_token_ids) | set(tokenizer_info.eos_token_ids)
-        self.trie = TokenTrie(list(tokenizer_info.token_bytes), excluded)
+        self.trie = trie_for(tokenizer_info)
         self._cache: dict[tuple[str, str], CompiledGrammar] = {}
         self._cache_enabled = cache_enabled
         self._lock = threading.Lock()

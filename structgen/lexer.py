@@ -45,14 +45,15 @@ class ContextDFA:
 class LexerContexts:
     """Terminal DFAs and the lazily built combined DFA of each LALR state's terminal set."""
 
-    def __init__(self, grammar: Grammar) -> None:
+    def __init__(self, grammar: Grammar, *, prebuilt: list[ContextDFA] | None = None) -> None:
         self.grammar = grammar
         self.terminal_dfas: list[ByteDFA] = []
-        for t in grammar.terminals:
-            try:
-                self.terminal_dfas.append(regex_to_dfa(t.regex))
-            except GrammarError as exc:
-                raise type(exc)(f"terminal {t.name}: {exc.detail}") from exc
+        if prebuilt is None:
+            for t in grammar.terminals:
+                try:
+                    self.terminal_dfas.append(regex_to_dfa(t.regex))
+                except GrammarError as exc:
+                    raise type(exc)(f"terminal {t.name}: {exc.detail}") from exc
         ignored = {i for i, t in enumerate(grammar.terminals) if t.is_ignored}
         self.ignored = frozenset(ignored)
         keys: dict[frozenset[int], int] = {}
@@ -62,7 +63,9 @@ class LexerContexts:
             state_context[s] = keys.setdefault(key, len(keys))
         self.state_context = state_context
         self.context_terminals: list[tuple[int, ...]] = [tuple(sorted(k)) for k in keys]
-        self._built: dict[int, ContextDFA] = {}
+        self._built: dict[int, ContextDFA] = dict(enumerate(prebuilt or ()))
+        if prebuilt is not None and len(prebuilt) != len(self.context_terminals):
+            raise GrammarError("saved lexer contexts do not match the grammar")
         # tie-break key when several terminals match the same longest lexeme
         self._order = [(-t.priority, not t.is_literal, t.rank) for t in grammar.terminals]
 

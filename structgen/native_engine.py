@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -22,20 +22,20 @@ from .bitmask import bitmask_width
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
-@dataclass(frozen=True)
-class MaskEntry:
-    """One cache entry; ``accepted_bits`` or ``accepted_ids`` is set, whichever is smaller."""
 
-    accepted_bits: np.ndarray | None  # int32 bitmask row
-    accepted_ids: np.ndarray | None  # int64 token ids
-    uncertain_pos: np.ndarray  # int32 trie positions
-    uncertain_lcp: np.ndarray  # int32 common prefix with the previous uncertain token
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One shared pool of plain threads for batch fills (grown when more are asked for)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="structgen-mask")
+        return _POOL
 
-    @property
-    def nbytes(self) -> int:
-        acc = self.accepted_bits if self.accepted_bits is not None else self.accepted_ids
-        return int(acc.nbytes + self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes) + 200
+
+MaskEntry = _native.MaskEntry
 
 
 class NativeMasker:
@@ -80,7 +80,7 @@ class NativeMasker:
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64))
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
-        self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()  # oldest first
         self._cache_bytes = 0
         self.cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -122,12 +122,12 @@ class NativeMasker:
         return len(self._cache)
 
     def entry(self, state: int, q: int) -> MaskEntry | None:
+        """The cache entry for a key, built on first use. Past the byte budget the oldest
+        entries are evicted first."""
         key = (state, q)
-        with self._lock:
-            found = self._cache.get(key)
-            if found is not None:
-                self._cache.move_to_end(key)
-                return found
+        found = self._cache.get(key)  # a dict read is atomic under the GIL
+        if found is not None:
+            return found
         built = self._build_entry(state, q)
         if built is None:
             return None
@@ -139,6 +139,19 @@ class NativeMasker:
                     _, old = self._cache.popitem(last=False)
                     self._cache_bytes -= old.nbytes
         return built
+
+    def put(self, state: int, q: int, entry: MaskEntry) -> None:
+        """Insert a prebuilt entry (from a saved grammar)."""
+        with self._lock:
+            old = self._cache.pop((state, q), None)
+            if old is not None:
+                self._cache_bytes -= old.nbytes
+            self._cache[(state, q)] = entry
+            self._cache_bytes += entry.nbytes
+
+    def cache_items(self) -> list[tuple[tuple[int, int], MaskEntry]]:
+        with self._lock:
+            return list(self._cache.items())
 
     def _build_entry(self, state: int, q: int) -> MaskEntry | None:
         split = self.engine.classify(state, q)
@@ -181,11 +194,18 @@ class NativeMasker:
     def job(self, row: int, spec: np.ndarray, key: tuple[int, int] | None) -> tuple:
         """What the native engine needs to fill ``row`` for threads ``spec``."""
         entry = self.entry(*key) if key is not None else None
-        if entry is None:
-            return (row, spec, None, None, None, None)
-        return (row, spec, entry.accepted_bits, entry.accepted_ids, entry.uncertain_pos,
-                entry.uncertain_lcp)
+        return (row, spec, entry)
 
     def fill(self, bitmask: np.ndarray, jobs: list[tuple], num_threads: int = 1) -> list[int]:
-        """Run jobs (GIL released, on ``num_threads`` cores); returns rows not filled."""
-        return self.engine.fill_rows(bitmask, jobs, num_threads)
+        """Run jobs with the GIL released, split over ``num_threads`` plain threads; returns
+        the rows not filled (the caller uses the reference engine for those)."""
+        if num_threads <= 1 or len(jobs) < 2:
+            return self.engine.fill_rows(bitmask, jobs)
+        k = min(num_threads, len(jobs))
+        chunks = [jobs[i::k] for i in range(k)]
+        pool = _pool(k)
+        futures = [pool.submit(self.engine.fill_rows, bitmask, c) for c in chunks[1:]]
+        failed = list(self.engine.fill_rows(bitmask, chunks[0]))
+        for f in futures:
+            failed.extend(f.result())
+        return failed

@@ -94,12 +94,16 @@ class ReferenceEngine:
         return (((self.grammar.start_state, None), -1, ()),)
 
     def step(self, threads: Iterable[Thread], byte: int) -> tuple[Thread, ...]:
+        if len(threads) == 1:
+            stack, q, shadows = threads[0]
+            return tuple(self._step_thread(stack, q, shadows, byte))
         out: list[Thread] = []
         seen = set()
         for stack, q, shadows in threads:
             for th in self._step_thread(stack, q, shadows, byte):
-                if th not in seen:
-                    seen.add(th)
+                key = _thread_key(th)
+                if key not in seen:
+                    seen.add(key)
                     out.append(th)
         return tuple(out)
 
@@ -152,7 +156,7 @@ class ReferenceEngine:
             out.append((stack, q, shadows))
         if not changed:
             return threads
-        return tuple(dict.fromkeys(out))
+        return tuple({_thread_key(th): th for th in out}.values())
 
     def _step_thread(self, stack: Stack, q: int, shadows: tuple, byte: int) -> list[Thread]:
         if shadows:
@@ -213,6 +217,13 @@ class ReferenceEngine:
             if stack2 is not None and self.feed_end(stack2):
                 return True
         return False
+
+
+def _thread_key(thread: Thread) -> tuple:
+    """Identity of a thread for de-duplication. Stacks are compared by identity: hashing a
+    nested stack would cost its depth on every byte (quadratic on deeply nested input)."""
+    stack, q, shadows = thread
+    return (id(stack), q, shadows)
 
 
 class _Ctx:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _native
+
 
 class TokenTrie:
     """Sorted token bytes with their ids and common-prefix lengths."""
@@ -18,20 +20,39 @@ class TokenTrie:
         entries = sorted((b, i) for i, b in enumerate(token_bytes) if b and i not in excluded)
         self.tokens: list[bytes] = [b for b, _ in entries]
         self.ids = np.array([i for _, i in entries], dtype=np.int64)
-        lcp = np.zeros(len(entries), dtype=np.int32)
-        for k in range(1, len(entries)):
-            a, b = self.tokens[k - 1], self.tokens[k]
-            n = min(len(a), len(b))
-            j = 0
-            while j < n and a[j] == b[j]:
-                j += 1
-            lcp[k] = j
-        self.lcp = lcp
         self.lengths = np.array([len(b) for b in self.tokens], dtype=np.int32)
         # flat byte buffer + offsets, for native walkers
         self.offsets = np.zeros(len(entries) + 1, dtype=np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
         self.data = np.frombuffer(b"".join(self.tokens), dtype=np.uint8).copy()
+        self.lcp = _native.sorted_lcp(self.data, self.offsets)
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def lcp_python(tokens: list[bytes]) -> np.ndarray:
+    """Pure-Python twin of ``_native.sorted_lcp`` (tests compare them)."""
+    lcp = np.zeros(len(tokens), dtype=np.int32)
+    for k in range(1, len(tokens)):
+        a, b = tokens[k - 1], tokens[k]
+        n = min(len(a), len(b))
+        j = 0
+        while j < n and a[j] == b[j]:
+            j += 1
+        lcp[k] = j
+    return lcp
+
+
+_TRIES: dict[str, TokenTrie] = {}
+
+
+def trie_for(tokenizer_info) -> TokenTrie:
+    """The trie of a tokenizer, built once per process and shared by every compiler and every
+    loaded grammar of that tokenizer (keyed by its fingerprint)."""
+    key = tokenizer_info.fingerprint
+    found = _TRIES.get(key)
+    if found is None:
+        excluded = set(tokenizer_info.special_token_ids) | set(tokenizer_info.eos_token_ids)
+        found = _TRIES[key] = TokenTrie(list(tokenizer_info.token_bytes), excluded)
+    return found
