@@ -12,6 +12,8 @@ Action encoding in ``action[state, terminal]``: ``0`` error, ``s + 1`` shift to 
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
@@ -39,6 +41,7 @@ class Terminal:
     is_literal: bool  # a string literal in the grammar (wins ties against regexes, as in Lark)
     is_ignored: bool
     rank: int  # position in Lark's lexer order (priority, max width, pattern length, name)
+    literal: str | None = None  # the exact text, for a string literal without flags
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,32 @@ class _AnalysisOnlyLexer(lark.lexer.Lexer):
         raise NotImplementedError("structgen's Lark instance is for analysis only")
 
 
+_LARK_LOCK = threading.Lock()
+
+
+@contextmanager
+def _without_collision_checks():
+    """Lark checks every lexer's terminals for regex collisions with interegular when it is
+    installed (which structgen needs). The check only warns, and for Lark's own grammar-of-
+    grammars it costs ~0.3 s on the first grammar of each process; structgen lexes with its
+    own DFAs, so the check is switched off while Lark analyses a grammar."""
+    import lark.lexer as lark_lexer
+
+    with _LARK_LOCK:
+        saved = getattr(lark_lexer, "has_interegular", False)
+        lark_lexer.has_interegular = False
+        try:
+            yield
+        finally:
+            lark_lexer.has_interegular = saved
+
+
 def _build_lark(text: str, start: str) -> lark.Lark:
     if not isinstance(text, str):
         raise GrammarError(f"grammar text must be a str, got {type(text).__name__}")
     try:
-        return lark.Lark(text, parser="lalr", lexer=_AnalysisOnlyLexer, start=start)
+        with _without_collision_checks():
+            return lark.Lark(text, parser="lalr", lexer=_AnalysisOnlyLexer, start=start)
     except UnexpectedInput as exc:
         line, column = getattr(exc, "line", None), getattr(exc, "column", None)
         what = _describe_unexpected(exc)
@@ -176,7 +200,9 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
     terminals = tuple(
         Terminal(name=t.name, regex=t.pattern.to_regexp(), priority=t.priority,
                  is_literal=isinstance(t.pattern, PatternStr), is_ignored=t.name in ignore,
-                 rank=rank[t.name])
+                 rank=rank[t.name],
+                 literal=t.pattern.value if isinstance(t.pattern, PatternStr)
+                 and not t.pattern.flags else None)
         for t in lark_terms)
     term_index = {t.name: i for i, t in enumerate(terminals)}
     table = parser.parser.parser._parse_table

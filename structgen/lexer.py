@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import GrammarError
 from .grammar import Grammar
-from .regex_dfa import ByteDFA, regex_to_dfa
+from .regex_dfa import ByteDFA, literal_to_dfa, regex_to_dfa
 
 MAX_CONTEXT_STATES = 200_000
 
@@ -51,7 +51,8 @@ class LexerContexts:
         if prebuilt is None:
             for t in grammar.terminals:
                 try:
-                    self.terminal_dfas.append(regex_to_dfa(t.regex))
+                    self.terminal_dfas.append(literal_to_dfa(t.literal) if t.literal
+                                              else regex_to_dfa(t.regex))
                 except GrammarError as exc:
                     raise type(exc)(f"terminal {t.name}: {exc.detail}") from exc
         ignored = {i for i, t in enumerate(grammar.terminals) if t.is_ignored}

@@ -7,14 +7,14 @@ the code points it covers (sharing states between code points with the same cont
 ``[^"]`` costs a handful of states, not a million), dead states are trimmed (a live state can
 always still reach an accepting one) and the result is minimized.
 
-Character classes follow interegular: ``\\d``, ``\\w`` and ``\\s`` are ASCII classes. Python's
-``re`` (and so Lark) gives them Unicode meaning; grammars that must agree with Lark on non-ASCII
-digits, letters or spaces should spell their classes out.
+``\\d``, ``\\w`` and ``\\s`` have their Unicode meaning, as in Python's ``re`` (and so in Lark):
+see ``unicode_classes``.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ import interegular
 import numpy as np
 
 from .errors import RegexError
+from .unicode_classes import needs_rewrite, rewrite
 
 MAX_CODEPOINT = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
@@ -88,18 +89,30 @@ def _char_fsm(regex: str):
         raise RegexError(f"cannot parse regex {regex!r}: {exc}") from exc
 
 
-def _segments(fsm, state) -> list[tuple[int, int, int]]:
+def _segments(fsm, state, placeholders: dict | None = None) -> list[tuple[int, int, int]]:
     """Code point -> next char state for one FSM state, as sorted ``(lo, hi, target)`` runs.
 
     Explicit characters of the alphabet map to their own symbols; every other code point maps
-    to the ``anything_else`` symbol. Surrogates never appear in UTF-8 text and map to nothing.
+    to the ``anything_else`` symbol. A placeholder character (see ``unicode_classes``) maps its
+    real code point ranges instead, and itself counts as "anything else". Surrogates never
+    appear in UTF-8 text and map to nothing.
     """
     mapping = fsm.alphabet._symbol_mapping
     trans = fsm.map.get(state, {})
     other_sym = mapping.get(interegular.fsm.anything_else)
     other = trans.get(other_sym, -1) if other_sym is not None else -1
-    explicit = sorted((ord(c), trans.get(sym, -1)) for c, sym in mapping.items()
-                      if c is not interegular.fsm.anything_else)
+    explicit = []
+    for c, sym in mapping.items():
+        if c is interegular.fsm.anything_else:
+            continue
+        cp = ord(c)
+        if placeholders and cp in placeholders:
+            target = trans.get(sym, -1)
+            explicit.extend((lo, hi, target) for lo, hi in placeholders[cp])
+            explicit.append((cp, cp, other))
+        else:
+            explicit.append((cp, cp, trans.get(sym, -1)))
+    explicit.sort()
     runs: list[tuple[int, int, int]] = []
 
     def add(lo: int, hi: int, target: int) -> None:
@@ -116,10 +129,10 @@ def _segments(fsm, state) -> list[tuple[int, int, int]]:
             runs.append((lo, hi, target))
 
     cursor = 0
-    for cp, target in explicit:
-        add(cursor, cp - 1, other)
-        add(cp, cp, target)
-        cursor = cp + 1
+    for lo, hi, target in explicit:
+        add(cursor, lo - 1, other)
+        add(lo, hi, target)
+        cursor = hi + 1
     add(cursor, MAX_CODEPOINT, other)
     return [r for r in runs if r[2] != -1] if runs else []
 
@@ -127,8 +140,9 @@ def _segments(fsm, state) -> list[tuple[int, int, int]]:
 class _ByteBuilder:
     """Expands a character FSM into byte states; residual states are shared by their content."""
 
-    def __init__(self, fsm, max_states: int) -> None:
+    def __init__(self, fsm, max_states: int, placeholders: dict | None = None) -> None:
         self.fsm = fsm
+        self.placeholders = placeholders
         self.max_states = max_states
         self.char_states = sorted(fsm.states)
         self.char_index = {s: i for i, s in enumerate(self.char_states)}
@@ -138,7 +152,7 @@ class _ByteBuilder:
 
     def build(self) -> None:
         for i, s in enumerate(self.char_states):
-            runs = _segments(self.fsm, s)
+            runs = _segments(self.fsm, s, self.placeholders)
             if not runs:
                 continue
             starts = [r[0] for r in runs]
@@ -261,20 +275,96 @@ def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> B
     return ByteDFA(out, out_acc)
 
 
+def literal_to_dfa(text: str) -> ByteDFA:
+    """The DFA of one exact string: a chain of its UTF-8 bytes (no regex machinery needed)."""
+    data = text.encode("utf-8")
+    if not data:
+        raise RegexError("a literal terminal cannot be empty")
+    trans = np.full((len(data) + 1, 256), -1, dtype=np.int32)
+    for i, b in enumerate(data):
+        trans[i, b] = i + 1
+    accepting = np.zeros(len(data) + 1, dtype=bool)
+    accepting[-1] = True
+    return ByteDFA(trans, accepting)
+
+
+# Terminals of Lark's common.lark whose regex leans on a lookbehind or on lazy repeats: Lark's
+# lexer (re.match) ends them at the first closing quote / "*/". Written here as plain regexes
+# with the same lexemes, which a DFA can express.
+LARK_COMMON_EQUIVALENTS = {
+    # ESCAPED_STRING: no newline inside; ends at the first quote not escaped by a backslash
+    '".*?(?<!\\\\)(\\\\\\\\)*?"': r'"(?:[^"\\\n]|\\[^\n])*"',
+    # C_COMMENT: ends at the first "*/"
+    "/\\*(.|\n)*?\\*/": r"/\*(?:[^*]|\*+[^*/])*\*+/",
+}
+
+
+def _repeat_kinds(regex: str) -> tuple[bool, bool]:
+    """(has greedy repeats, has lazy repeats), read with re's own parser."""
+    from re import _constants as C  # noqa: N812
+    from re import _parser as sre
+
+    try:
+        parsed = sre.parse(regex)
+    except Exception:  # syntax errors are reported by the regex compiler proper
+        return True, False
+    greedy = lazy = False
+    stack = list(parsed)
+    while stack:
+        op, av = stack.pop()
+        if op is C.MAX_REPEAT:
+            greedy = True
+            stack.extend(av[2])
+        elif op is C.MIN_REPEAT:
+            lazy = True
+            stack.extend(av[2])
+        elif op is C.SUBPATTERN:
+            stack.extend(av[3])
+        elif op is C.BRANCH:
+            for alt in av[1]:
+                stack.extend(alt)
+    return greedy, lazy
+
+
+def _shortest_match(dfa: ByteDFA) -> ByteDFA:
+    """Keep only matches with no matching proper prefix: what re.match returns for a regex
+    whose repeats are all lazy."""
+    trans = dfa.transitions.copy()
+    trans[dfa.accepting] = -1
+    return _trim_and_minimize(trans.astype(np.int64), dfa.accepting.copy(), 0)
+
+
+@functools.lru_cache(maxsize=1024)
 def regex_to_dfa(regex: str, *, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
     """Compile a Python-syntax regex (as Lark writes terminals) to a minimized byte DFA.
 
     Raises :class:`RegexError` for syntax errors, lookaround, back-references, anchors, or an
-    automaton over ``max_states`` states.
+    automaton over ``max_states`` states. Results are cached per process (DFAs are immutable:
+    their arrays are made read-only).
     """
-    fsm = _char_fsm(regex)
+    regex = LARK_COMMON_EQUIVALENTS.get(regex, regex)
+    greedy, lazy = _repeat_kinds(regex)
+    if lazy and greedy:
+        raise RegexError(
+            f"regex {regex!r} mixes lazy and greedy repeats; structgen lexes a terminal with "
+            "lazy repeats as its shortest match, so use only one kind in a terminal")
+    placeholders = None
+    source = regex
+    if needs_rewrite(regex):
+        _check_supported(regex)
+        source, placeholders = rewrite(regex)
+    fsm = _char_fsm(source)
     if len(fsm.states) > max_states:
         raise RegexError(f"regex {regex!r} needs {len(fsm.states)} states (limit {max_states})")
-    builder = _ByteBuilder(fsm, max_states)
+    builder = _ByteBuilder(fsm, max_states, placeholders)
     builder.build()
     rows = np.array(builder.rows, dtype=np.int64).reshape(-1, 256)
     accepting = np.array(builder.accepting, dtype=bool)
     dfa = _trim_and_minimize(rows, accepting, builder.char_index[fsm.initial])
     if dfa.n_states > max_states:
         raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states (limit {max_states})")
+    if lazy:
+        dfa = _shortest_match(dfa)
+    dfa.transitions.setflags(write=False)
+    dfa.accepting.setflags(write=False)
     return dfa

@@ -34,8 +34,8 @@ def save_compiled(compiled, path: str | Path) -> None:
         "tokenizer_fingerprint": compiled.tokenizer_info.fingerprint,
         "vocab_size": compiled.tokenizer_info.vocab_size,
         "start": g.start, "source": g.source,
-        "terminals": [[t.name, t.regex, t.priority, t.is_literal, t.is_ignored, t.rank]
-                      for t in g.terminals],
+        "terminals": [[t.name, t.regex, t.priority, t.is_literal, t.is_ignored, t.rank,
+                       t.literal] for t in g.terminals],
         "rule_names": list(g.rule_names), "nonterminal_names": list(g.nonterminal_names),
         "start_state": g.start_state, "end_state": g.end_state,
         "context_terminals": [list(c.terminals) for c in contexts],
@@ -96,7 +96,8 @@ def load_compiled(path: str | Path, tokenizer_info):
             f"{tokenizer_info.fingerprint[:12]}...); compile it for this tokenizer")
     try:
         terminals = tuple(Terminal(name=n, regex=r, priority=p, is_literal=lit, is_ignored=ign,
-                                   rank=rank) for n, r, p, lit, ign, rank in header["terminals"])
+                                   rank=rank, literal=text)
+                          for n, r, p, lit, ign, rank, text in header["terminals"])
         grammar = Grammar(
             source=header["source"], start=header["start"], terminals=terminals,
             action=data["action"], goto=data["goto"], rule_lhs=data["rule_lhs"],
