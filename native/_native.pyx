@@ -8,3 +8,4 @@ Hot loops are ``noexcept nogil`` and the Python-facing wrappers release the GIL 
 include "bitset.pxi"
 include "engine.pxi"
 include "trie.pxi"
+include "matcher.pxi"

@@ -54,6 +54,7 @@ cdef struct Tables:
     const int32_t* alive_ptr
     const int32_t* alive_terms
     const uint8_t* alive_ignored
+    const uint8_t* final_only
     const int32_t* ctx_start
     const uint8_t* ignored
     const uint8_t* tok_data
@@ -468,7 +469,7 @@ cdef class NativeEngine:
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
-                 tok_ids, int end_state, eos_ids):
+                 tok_ids, int end_state, eos_ids, final_only):
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -479,6 +480,7 @@ cdef class NativeEngine:
             alive_ptr=np.ascontiguousarray(alive_ptr, dtype=np.int32),
             alive_terms=np.ascontiguousarray(alive_terms, dtype=np.int32),
             alive_ignored=np.ascontiguousarray(alive_ignored, dtype=np.uint8),
+            final_only=np.ascontiguousarray(final_only, dtype=np.uint8),
             ctx_start=np.ascontiguousarray(ctx_start, dtype=np.int32),
             ignored=np.ascontiguousarray(ignored, dtype=np.uint8),
             tok_data=np.ascontiguousarray(tok_data, dtype=np.uint8),
@@ -503,6 +505,7 @@ cdef class NativeEngine:
         self.g.alive_ptr = _i32(arrays["alive_ptr"])
         self.g.alive_terms = _i32(arrays["alive_terms"])
         self.g.alive_ignored = _u8(arrays["alive_ignored"])
+        self.g.final_only = _u8(arrays["final_only"])
         self.g.ctx_start = _i32(arrays["ctx_start"])
         self.g.ignored = _u8(arrays["ignored"])
         self.g.tok_data = _u8(arrays["tok_data"])

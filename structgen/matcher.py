@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import OVERFLOW, NativeBackend, ReferenceBackend
 from .bitmask import as_numpy_bitmask, bitmask_to_ids, bitmask_width, fill_row_from_ids
 from .compiler import CompiledGrammar
 from .errors import ConfigurationError, TokenizerError
@@ -22,13 +23,16 @@ class GrammarMatcher:
 
     Exact: token ``t`` is allowed iff the bytes so far followed by ``t``'s bytes are a viable
     prefix of the grammar (some continuation is a sentence Lark accepts); EOS is allowed iff the
-    bytes so far are a sentence.
+    bytes so far are a sentence. ``engine="reference"`` runs the pure-Python twin of the native
+    engine (for tests and debugging; much slower).
     """
 
     def __init__(self, compiled_grammar: CompiledGrammar, *,
-                 terminate_without_stop_token: bool = False) -> None:
+                 terminate_without_stop_token: bool = False, engine: str = "native") -> None:
         if not isinstance(compiled_grammar, CompiledGrammar):
             raise ConfigurationError("GrammarMatcher needs a CompiledGrammar from GrammarCompiler")
+        if engine not in ("native", "reference"):
+            raise ConfigurationError("engine must be 'native' or 'reference'")
         self.compiled_grammar = compiled_grammar
         self._engine = compiled_grammar.reference
         info = compiled_grammar.tokenizer_info
@@ -36,14 +40,22 @@ class GrammarMatcher:
         self._n_tokens = len(info.token_bytes)
         self._vocab_size = info.vocab_size
         self._eos = frozenset(info.eos_token_ids)
+        self._eos_ids = np.array(sorted(self._eos), dtype=np.int64)
         self._special = frozenset(info.special_token_ids) | self._eos
         self._terminate_without_stop = terminate_without_stop_token
         self._masker = compiled_grammar.native_masker
-        self._spec_cache: tuple | None = None  # (threads, native spec, cache key)
-        # history[i] = (threads, terminated) after i accepted tokens
-        self._history: list[tuple[tuple, bool]] = [(self._engine.initial(), False)]
+        self._backend = (NativeBackend(compiled_grammar) if engine == "native"
+                         else ReferenceBackend(compiled_grammar))
+        self._spec_cache: tuple | None = None  # (state, native spec, cache key)
+        # history[i] = (state, terminated) after i accepted tokens
+        self._history: list[tuple[object, bool]] = [(self._backend.initial(), False)]
 
     # --- state ----------------------------------------------------------------------------
+    @property
+    def engine(self) -> str:
+        """Which implementation holds the state: ``native`` or ``reference``."""
+        return self._backend.name
+
     @property
     def num_accepted_tokens(self) -> int:
         return len(self._history) - 1
@@ -51,25 +63,29 @@ class GrammarMatcher:
     def is_terminated(self) -> bool:
         """True after a stop token was accepted (or, with ``terminate_without_stop_token``,
         as soon as the text is complete and nothing else can follow)."""
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
             return True
         if self._terminate_without_stop:
-            return self._engine.can_end(threads) and not self._any_byte_viable(threads)
+            return self._backend.can_end(state) and not self._any_byte_viable(state)
         return False
 
     def is_completed(self) -> bool:
         """Is the text so far a complete sentence (EOS would be allowed)?"""
-        threads, terminated = self._history[-1]
-        return terminated or self._engine.can_end(threads)
+        state, terminated = self._history[-1]
+        return terminated or self._backend.can_end(state)
 
     def reset(self) -> None:
+        self._backend.truncate(self._history[0][0])
         del self._history[1:]
 
     def fork(self) -> GrammarMatcher:
-        """An independent matcher in the same state; O(history) pointer copies, no deep copy."""
+        """An independent matcher in the same state. Cheap: states and stacks are shared,
+        only the list of per-token states is copied."""
         other = object.__new__(GrammarMatcher)
         other.__dict__.update(self.__dict__)
+        self._backend = self._backend.fork()
+        other._backend = self._backend.fork()
         other._history = list(self._history)
         other._spec_cache = None
         return other
@@ -81,21 +97,41 @@ class GrammarMatcher:
                 f"cannot roll back {num_tokens} tokens; {self.num_accepted_tokens} were accepted")
         if num_tokens:
             del self._history[-num_tokens:]
+            self._backend.truncate(self._history[-1][0])
 
     # --- advancing --------------------------------------------------------------------------
     def _check_id(self, token_id: int) -> None:
         if not isinstance(token_id, (int, np.integer)) or not 0 <= token_id < self._vocab_size:
             raise TokenizerError(f"token id {token_id!r} is outside the vocabulary [0, {self._vocab_size})")
 
+    def _advance(self, state, data: bytes):
+        nxt = self._backend.advance(state, data)
+        if nxt is OVERFLOW:
+            self._switch_to_reference()
+            nxt = self._backend.advance(self._history[-1][0], data)
+        return nxt
+
+    def _switch_to_reference(self) -> None:
+        """The native thread set outgrew its fixed limits (a rare lexing ambiguity): carry on
+        with the reference engine, which has none."""
+        native = self._backend
+        self._history = [(native.threads(s), t) for s, t in self._history]
+        self._backend = ReferenceBackend(self.compiled_grammar)
+        self._spec_cache = None
+
     def accept_token(self, token_id: int) -> bool:
-        """Advance by one token; returns False (state unchanged) if the grammar rejects it."""
+        """Advance by one token; returns False (state unchanged) if the grammar rejects it.
+
+        Never raises for a rejected token; an id outside ``[0, vocab_size)`` is a
+        :class:`TokenizerError`. The native work releases the GIL.
+        """
         self._check_id(token_id)
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
             return False
         if token_id in self._eos:
-            if self._engine.can_end(threads):
-                self._history.append((threads, True))
+            if self._backend.can_end(state):
+                self._history.append((state, True))
                 return True
             return False
         if token_id >= self._n_tokens or token_id in self._special:
@@ -103,8 +139,8 @@ class GrammarMatcher:
         data = self._token_bytes[token_id]
         if not data:
             return False
-        nxt = self._engine.advance(threads, data)
-        if not nxt or not self._engine.any_viable(nxt):
+        nxt = self._advance(state, data)
+        if nxt is None:
             return False
         self._history.append((nxt, False))
         return True
@@ -112,23 +148,26 @@ class GrammarMatcher:
     def accept_string(self, text: str | bytes) -> bool:
         """Advance by raw text (not tokens); one history entry. False (unchanged) if rejected."""
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
             return False
-        nxt = self._engine.advance(threads, data)
-        if not nxt or not self._engine.any_viable(nxt):
+        if not data:
+            return True
+        nxt = self._advance(state, data)
+        if nxt is None:
             return False
         self._history.append((nxt, False))
         return True
 
     def validate_tokens(self, token_ids: list[int]) -> int:
         """How many leading tokens of ``token_ids`` would be accepted (nothing is advanced)."""
-        probe = self.fork()
         count = 0
         for t in token_ids:
-            if not probe.accept_token(t):
+            if not self.accept_token(t):
                 break
             count += 1
+        if count:
+            self.rollback(count)
         return count
 
     # --- masks --------------------------------------------------------------------------------
@@ -137,13 +176,14 @@ class GrammarMatcher:
 
         ``engine="reference"`` uses the pure-Python twin (slow; for tests and debugging).
         """
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
-            return np.array(sorted(self._eos), dtype=np.int64)
+            return self._eos_ids.copy()
         if engine == "reference":
+            threads = self._backend.threads(state)
             ids = self._walk_trie(threads)
             if self._engine.can_end(threads):
-                ids = np.union1d(ids, np.array(sorted(self._eos), dtype=np.int64))
+                ids = np.union1d(ids, self._eos_ids)
             return ids
         if engine != "native":
             raise ConfigurationError("engine must be 'native' or 'reference'")
@@ -170,24 +210,25 @@ class GrammarMatcher:
 
     def _native_job(self, row: int) -> tuple | None:
         """The native fill job for the current state, or None when only EOS is left."""
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
             return None
         cached = self._spec_cache
-        if cached is None or cached[0] is not threads:
-            spec, key = self._masker.spec_of(threads)
-            cached = self._spec_cache = (threads, spec, key)
+        if cached is None or cached[0] is not state:
+            spec, key = self._backend.spec(state)
+            cached = self._spec_cache = (state, spec, key)
         return self._masker.job(row, cached[1], cached[2])
 
     def _fill_fallback(self, arr: np.ndarray, index: int) -> None:
         """Reference fill: after the native engine declined (or for a terminated matcher)."""
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
         if terminated:
-            fill_row_from_ids(arr[index], np.array(sorted(self._eos), dtype=np.int64))
+            fill_row_from_ids(arr[index], self._eos_ids)
             return
+        threads = self._backend.threads(state)
         fill_row_from_ids(arr[index], self._walk_trie(threads))
         if self._engine.can_end(threads):
-            fill_row_from_ids(arr[index], np.array(sorted(self._eos), dtype=np.int64), clear=False)
+            fill_row_from_ids(arr[index], self._eos_ids, clear=False)
 
     def _fill_row(self, row: np.ndarray) -> None:
         arr = row.reshape(1, -1)
@@ -231,7 +272,8 @@ class GrammarMatcher:
         Stops at the first byte with a choice, or where ending the text is allowed. Returned as
         a string up to the last complete UTF-8 character.
         """
-        threads, terminated = self._history[-1]
+        state, terminated = self._history[-1]
+        threads = self._backend.threads(state) if not terminated else ()
         out = bytearray()
         engine = self._engine
         while not terminated and len(out) < max_bytes:
@@ -256,3 +298,10 @@ class GrammarMatcher:
             except UnicodeDecodeError:
                 data = data[:-1]
         return ""
+
+    def _any_byte_viable(self, state) -> bool:
+        """Can any byte at all follow? (Used by ``terminate_without_stop_token``.)"""
+        threads = self._backend.threads(state)
+        engine = self._engine
+        return any(engine.any_viable(nxt) for b in range(256)
+                   if (nxt := engine.step(threads, b)))

@@ -77,7 +77,9 @@ class NativeMasker:
             np.concatenate(trans), np.concatenate(winner), np.array(alive_ptr),
             np.array(alive_terms, dtype=np.int32), np.array(alive_ignored), ctx_start, ignored,
             trie.data, trie.offsets, trie.lcp, trie.ids, grammar.end_state,
-            np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64))
+            np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
+            np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]))
+        self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
         self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()  # oldest first
