@@ -270,19 +270,18 @@ class GrammarMatcher:
         """The text the grammar forces next (empty if more than one byte could follow).
 
         Stops at the first byte with a choice, or where ending the text is allowed. Returned as
-        a string up to the last complete UTF-8 character.
+        a string up to the last complete UTF-8 character. Nothing is accepted.
         """
         state, terminated = self._history[-1]
-        threads = self._backend.threads(state) if not terminated else ()
         out = bytearray()
-        engine = self._engine
-        while not terminated and len(out) < max_bytes:
-            if engine.can_end(threads):
-                break
+        backend = self._backend
+        while not terminated and len(out) < max_bytes and not backend.can_end(state):
             only = None
             for b in range(256):
-                nxt = engine.step(threads, b)
-                if nxt and engine.any_viable(nxt):
+                nxt = backend.advance(state, bytes([b]))
+                if nxt is OVERFLOW:
+                    return self._jump_forward_reference(max_bytes)
+                if nxt is not None:
                     if only is not None:
                         only = None
                         break
@@ -290,14 +289,23 @@ class GrammarMatcher:
             if only is None:
                 break
             out.append(only[0])
-            threads = only[1]
-        data = bytes(out)
-        while data:
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                data = data[:-1]
-        return ""
+            state = only[1]
+        backend.truncate(self._history[-1][0])
+        return _complete_utf8(bytes(out))
+
+    def _jump_forward_reference(self, max_bytes: int) -> str:
+        state, _ = self._history[-1]
+        threads = self._backend.threads(state)
+        engine = self._engine
+        out = bytearray()
+        while len(out) < max_bytes and not engine.can_end(threads):
+            viable = [(b, nxt) for b in range(256)
+                      if (nxt := engine.advance(threads, bytes([b]))) and engine.any_viable(nxt)]
+            if len(viable) != 1:
+                break
+            out.append(viable[0][0])
+            threads = viable[0][1]
+        return _complete_utf8(bytes(out))
 
     def _any_byte_viable(self, state) -> bool:
         """Can any byte at all follow? (Used by ``terminate_without_stop_token``.)"""
@@ -305,3 +313,13 @@ class GrammarMatcher:
         engine = self._engine
         return any(engine.any_viable(nxt) for b in range(256)
                    if (nxt := engine.step(threads, b)))
+
+
+def _complete_utf8(data: bytes) -> str:
+    """``data`` decoded up to its last complete UTF-8 character."""
+    while data:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            data = data[:-1]
+    return ""
