@@ -15,6 +15,7 @@ cdef enum:
     MAX_SHADOWS = 4
     UNKNOWN = -2           # feed() result: the stack below the known part decides
     UNKNOWN_STATE = -2     # state of the sentinel node under a partial stack
+    ANY_NODE = -5          # thread past an unknown reduction: lexing only, any terminal
     ST_REJECT = 0
     ST_ACCEPT = 1
     ST_UNCERTAIN = 2
@@ -63,6 +64,7 @@ cdef struct Tables:
     int32_t n_lex_states
     int32_t end_term
     int32_t end_state
+    int32_t any_start      # start of the all-terminals lexer (context expansion), or -1
 
 
 cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
@@ -208,7 +210,28 @@ cdef inline void tset_add(TSet* dst, int32_t node, int32_t q, const int32_t* sh,
     dst.n += 1
 
 
+cdef inline void tset_add_any(const Tables* g, TSet* dst, int32_t q) noexcept nogil:
+    """Add a lexing-only thread; past the thread limit, fall back to "uncertain"."""
+    cdef int32_t k
+    if q < 0:
+        return
+    for k in range(dst.n):
+        if dst.t[k].node == ANY_NODE and dst.t[k].q == q:
+            return
+    if dst.n == MAX_THREADS:
+        dst.unk = 1
+        return
+    dst.t[dst.n].node = ANY_NODE
+    dst.t[dst.n].q = q
+    dst.t[dst.n].nsh = 0
+    dst.n += 1
+
+
 cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet* dst) noexcept nogil:
+    """Step every thread by one byte (ReferenceEngine.step). Used on real stacks and, for the
+    mask cache, on partial ones: a reduction that needs the unknown part of the stack turns
+    the thread into a lexing-only one (context expansion): it can no longer be proven to
+    accept, but if even lexing with every terminal fails, the token is certainly rejected."""
     cdef int32_t k, j, nsh, s2, r, q2, w, n2
     cdef int32_t sh[MAX_SHADOWS]
     cdef bint ok
@@ -218,6 +241,13 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
     dst.overflow = 0
     for k in range(src.n):
         th = &src.t[k]
+        if th.node == ANY_NODE:
+            # no longest-match obligations: any split into terminals, so this over-approximates
+            # whatever the contextual lexer would do on the real stack
+            tset_add_any(g, dst, g.lex_trans[th.q * 256 + b])
+            if g.lex_winner[th.q] >= 0:
+                tset_add_any(g, dst, g.lex_trans[g.any_start * 256 + b])
+            continue
         nsh = 0
         ok = True
         for j in range(th.nsh):
@@ -246,7 +276,10 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
             else:
                 n2 = feed(g, a, th.node, w)
             if n2 == UNKNOWN:
-                dst.unk = 1
+                if g.any_start >= 0:
+                    tset_add_any(g, dst, g.lex_trans[g.any_start * 256 + b])
+                else:
+                    dst.unk = 1
             elif n2 >= 0:
                 r = g.lex_trans[g.ctx_start[a.state[n2]] * 256 + b]
                 if r >= 0:
@@ -257,6 +290,8 @@ cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept 
     """1: its partial lexeme can end as a terminal the stack takes; 0: cannot; 2: unknown."""
     cdef int32_t k, r, top = a.size
     cdef int res = 0
+    if th.node == ANY_NODE:
+        return 2
     if th.q < 0 or g.alive_ignored[th.q]:
         return 1
     for k in range(g.alive_ptr[th.q], g.alive_ptr[th.q + 1]):
@@ -469,7 +504,7 @@ cdef class NativeEngine:
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
-                 tok_ids, int end_state, eos_ids, final_only):
+                 tok_ids, int end_state, eos_ids, final_only, int any_start=-1):
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -514,6 +549,7 @@ cdef class NativeEngine:
         self.g.n_lex_states = arrays["lex_winner"].shape[0]
         self.g.end_term = arrays["action"].shape[1] - 1
         self.g.end_state = end_state
+        self.g.any_start = any_start
         self._n_eos = len(eos_ids)
         self._n_tokens = len(tok_lcp)
         self.all_lcp = _i32(arrays["tok_lcp"])

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, GrammarError
 from .grammar import Grammar, builtin_grammar_text
 from .lexer import LexerContexts
 from .reference import ReferenceEngine
@@ -106,6 +106,8 @@ class GrammarCompiler:
         Masks are cached lazily as decoding meets new states; ``precompute=True`` fills the
         whole cache now (slower compile, flat per-token cost from the first token).
         """
+        if not isinstance(grammar, (str, Grammar)):
+            raise GrammarError(f"grammar must be Lark text (str), got {type(grammar).__name__}")
         key = (grammar if isinstance(grammar, str) else grammar.source, start)
         if self._cache_enabled:
             with self._lock:

@@ -65,10 +65,21 @@ class LexerContexts:
         self.state_context = state_context
         self.context_terminals: list[tuple[int, ...]] = [tuple(sorted(k)) for k in keys]
         self._built: dict[int, ContextDFA] = dict(enumerate(prebuilt or ()))
+        self._any: ContextDFA | bool | None = None
         if prebuilt is not None and len(prebuilt) != len(self.context_terminals):
             raise GrammarError("saved lexer contexts do not match the grammar")
         # tie-break key when several terminals match the same longest lexeme
         self._order = [(-t.priority, not t.is_literal, t.rank) for t in grammar.terminals]
+
+    def any_context(self) -> ContextDFA | None:
+        """The lexer over every terminal (for context expansion in the mask cache); None when
+        it would be too large or the terminal DFAs are not at hand (a loaded grammar)."""
+        if self._any is None and self.terminal_dfas:
+            try:
+                self._any = self._build(tuple(range(self.grammar.n_terminals)))
+            except GrammarError:
+                self._any = False
+        return self._any or None
 
     @property
     def n_contexts(self) -> int:

@@ -67,6 +67,15 @@ class NativeMasker:
                 alive_terms.extend(real)
                 alive_ptr.append(len(alive_terms))
             total += d.n_states
+        any_ctx = lexers.any_context()
+        any_start = -1
+        if any_ctx is not None:
+            any_start = total
+            trans.append(np.where(any_ctx.transitions >= 0, any_ctx.transitions + total, -1))
+            winner.append(any_ctx.winner)
+            alive_ignored.extend([0] * any_ctx.n_states)
+            alive_ptr.extend([len(alive_terms)] * any_ctx.n_states)
+            total += any_ctx.n_states
         self.offsets = np.array(offsets, dtype=np.int64)
         self.state_context = lexers.state_context
         ctx_start = self.offsets[lexers.state_context]
@@ -78,7 +87,9 @@ class NativeMasker:
             np.array(alive_terms, dtype=np.int32), np.array(alive_ignored), ctx_start, ignored,
             trie.data, trie.offsets, trie.lcp, trie.ids, grammar.end_state,
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
-            np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]))
+            np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
+                           + ([np.zeros(any_ctx.n_states, dtype=bool)] if any_ctx else [])),
+            any_start)
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state

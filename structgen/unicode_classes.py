@@ -24,7 +24,8 @@ import numpy as np
 from .errors import RegexError
 
 MAX_CODEPOINT = 0x10FFFF
-_CATEGORY_ESCAPES = re.compile(r"\\[dDwWsS]")
+# \d \w \s (Unicode categories) and \u \U \N{} escapes (which interegular cannot read)
+_CATEGORY_ESCAPES = re.compile(r"\\[dDwWsSuUN]")
 _INLINE_I = re.compile(r"\(\?[a-zA-Z]*i[a-zA-Z-]*[:)]")
 # IGNORECASE is expanded into explicit classes here, so it is never written back
 _FLAG_LETTERS = ((re.DOTALL, "s"), (re.MULTILINE, "m"))
