@@ -375,6 +375,7 @@ cdef struct Job:
     int32_t width                # words in the row
     const int32_t* spec          # starting threads (see NativeEngine.fill_rows)
     const uint32_t* acc_bits     # accepted tokens as a bitmask row, or NULL
+    int32_t acc_width            # words in acc_bits (the row may be wider)
     const int64_t* acc_ids       # ... or as sorted ids
     int32_t n_acc_ids
     const int32_t* seq           # trie positions to walk on the real stack
@@ -462,7 +463,9 @@ cdef void run_job(const Tables* g, int32_t max_len, Job* job) noexcept nogil:
     cdef uint8_t* status = NULL
     cdef bint can_end = False
     if job.acc_bits != NULL:
-        memcpy(job.row, job.acc_bits, job.width * sizeof(uint32_t))
+        memcpy(job.row, job.acc_bits, job.acc_width * sizeof(uint32_t))
+        if job.width > job.acc_width:
+            memset(job.row + job.acc_width, 0, (job.width - job.acc_width) * sizeof(uint32_t))
     else:
         memset(job.row, 0, job.width * sizeof(uint32_t))
         for k in range(job.n_acc_ids):
@@ -620,9 +623,10 @@ cdef class NativeEngine:
                     cj[i].n_seq = self._n_tokens
                 else:
                     entry = <MaskEntry?>job[2]
-                    if entry.width and entry.width != bitmask.shape[1]:
-                        raise ValueError("cached mask has the wrong width for this bitmask")
+                    if entry.width > bitmask.shape[1]:
+                        raise ValueError("cached mask is wider than this bitmask")
                     cj[i].acc_bits = entry.acc_bits
+                    cj[i].acc_width = entry.width
                     cj[i].acc_ids = entry.acc_ids
                     cj[i].n_acc_ids = entry.n_acc_ids
                     cj[i].seq = entry.seq

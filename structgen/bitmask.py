@@ -39,6 +39,8 @@ def as_numpy_bitmask(bitmask: Any) -> np.ndarray:
         arr = bitmask.numpy()
     else:
         raise ConfigurationError(f"bitmask must be a numpy array or torch tensor, got {type(bitmask).__name__}")
+    if not arr.flags.writeable:
+        raise ConfigurationError("bitmask is read-only; pass a writable array")
     if arr.dtype != np.int32 or arr.ndim != 2 or not arr.flags.c_contiguous:
         raise ConfigurationError(
             "bitmask must be a C-contiguous int32 array of shape (batch, ceil(vocab/32)); "

@@ -12,6 +12,7 @@ Action encoding in ``action[state, terminal]``: ``0`` error, ``s + 1`` shift to 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 from lark.lexer import PatternStr
 from lark.parsers.lalr_analysis import Shift
 
-from .errors import GrammarError
+from .errors import GrammarError, RegexError
 
 logger = logging.getLogger("structgen")
 
@@ -154,6 +155,9 @@ def _build_lark(text: str, start: str) -> lark.Lark:
     except KeyError as exc:  # lark raises a bare KeyError for some undefined names
         raise GrammarError(f"invalid grammar: undefined name {exc}", **_place_of(str(exc), text),
                            source=text) from exc
+    except Exception as exc:  # e.g. a regex error raised while Lark measures a terminal
+        raise GrammarError(f"invalid grammar: {type(exc).__name__}: {exc}",
+                           **_place_of(str(exc), text), source=text) from exc
 
 
 def _describe_unexpected(exc: UnexpectedInput) -> str:
@@ -176,12 +180,17 @@ def _describe_grammar_error(message: str, text: str) -> str:
 
 
 def _place_of(message: str, text: str) -> dict:
-    """Find where a name from an error message is defined in the grammar text."""
-    import re
-
-    for name in re.findall(r"'([A-Za-z_][A-Za-z_0-9]*)'", message) + re.findall(
-            r"\b([A-Za-z_][A-Za-z_0-9]*)\b", message.split(":")[-1]):
-        for lineno, line in enumerate(text.splitlines(), start=1):
+    """Find where a name from an error message is defined (else first used) in the grammar."""
+    names = re.findall(r"'([A-Za-z_][A-Za-z_0-9]*)'", message) + re.findall(
+        r"\b([A-Za-z_][A-Za-z_0-9]*)\b", message.split(":")[-1])
+    lines = text.splitlines()
+    for name in names:
+        for lineno, line in enumerate(lines, start=1):
+            m = re.match(rf"\s*[?!]?({re.escape(name)})(\.\d+)?\s*:", line)
+            if m:
+                return {"line": lineno, "column": m.start(1) + 1}
+    for name in names:
+        for lineno, line in enumerate(lines, start=1):
             col = line.find(name)
             if col >= 0 and not line.lstrip().startswith("//"):
                 return {"line": lineno, "column": col + 1}
@@ -191,6 +200,12 @@ def _place_of(message: str, text: str) -> dict:
 def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
     ignore = set(parser.lexer_conf.ignore)
     lark_terms = list(parser.terminals)
+    for t in lark_terms:
+        try:
+            re.compile(t.pattern.to_regexp())
+        except (re.error, OverflowError, RecursionError) as exc:
+            raise RegexError(f"terminal {t.name}: invalid regex {t.pattern.to_regexp()!r}: {exc}",
+                             **_place_of(f"'{t.name}'", text), source=text) from exc
     if any(t.pattern.min_width == 0 for t in lark_terms):
         bad = [t.name for t in lark_terms if t.pattern.min_width == 0]
         raise GrammarError(f"terminals {bad} can match the empty string", source=text)

@@ -27,6 +27,10 @@ from .unicode_classes import needs_rewrite, rewrite
 MAX_CODEPOINT = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
 DEFAULT_MAX_STATES = 20_000
+MINIMIZE_ROUNDS = 64
+# Rough size of the automaton a regex unrolls to (repeat counts multiplied through nesting);
+# above this interegular would take minutes, so the regex is refused up front.
+MAX_UNROLLED = 20_000
 
 # A bounded repeat above this count blows up any DFA (states grow linearly per nesting level,
 # multiplicatively when nested); refuse it up front instead of hanging in interegular.
@@ -67,7 +71,38 @@ class ByteDFA:
         return s >= 0 and bool(self.accepting[s])
 
 
+def _unrolled_size(items) -> int:
+    from re import _constants as C  # noqa: N812
+
+    total = 0
+    for op, av in items:
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            lo, hi, inner = av
+            count = lo + 1 if hi is C.MAXREPEAT else hi
+            total += max(count, 1) * max(_unrolled_size(inner), 1)
+        elif op is C.SUBPATTERN:
+            total += _unrolled_size(av[3])
+        elif op is C.BRANCH:
+            total += sum(_unrolled_size(alt) for alt in av[1])
+        else:
+            total += 1
+    return total
+
+
 def _check_supported(regex: str) -> None:
+    import re as _re
+    from re import _parser as sre
+
+    try:
+        _re.compile(regex)
+        parsed = sre.parse(regex)
+    except (_re.error, OverflowError, RecursionError) as exc:
+        raise RegexError(f"invalid regex {regex!r}: {exc}") from exc
+    size = _unrolled_size(parsed)
+    if size > MAX_UNROLLED:
+        raise RegexError(
+            f"regex {regex!r} unrolls to about {size:,} states (limit {MAX_UNROLLED:,}); "
+            "bound its repeats more tightly")
     for pattern, what in _UNSUPPORTED:
         if pattern.search(regex):
             raise RegexError(f"regex {regex!r} uses {what}, which a finite automaton cannot express")
@@ -226,14 +261,20 @@ def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> B
         new = nxt[~reach[nxt]]
         reach[new] = True
         frontier = new.tolist()
-    # backward: states that can reach an accepting state
+    # backward: states that can reach an accepting state (BFS over reversed edges)
+    src, _ = np.nonzero(rows >= 0)
+    dst = rows[rows >= 0]
+    order = np.argsort(dst, kind="stable")
+    rev_src = src[order]
+    rev_ptr = np.searchsorted(dst[order], np.arange(n + 1))
     live = accepting & reach
-    while True:
-        safe = np.where(rows >= 0, rows, 0)
-        can = reach & ((live[safe] & (rows >= 0)).any(axis=1) | live)
-        if (can == live).all():
-            break
-        live = can
+    frontier = np.flatnonzero(live)
+    while frontier.size:
+        preds = np.concatenate([rev_src[rev_ptr[x]:rev_ptr[x + 1]] for x in frontier])
+        preds = np.unique(preds)
+        new = preds[reach[preds] & ~live[preds]]
+        live[new] = True
+        frontier = new
     if not live[start]:
         return ByteDFA(np.full((1, 256), -1, dtype=np.int32), np.zeros(1, dtype=bool))
     keep = np.flatnonzero(live)
@@ -242,37 +283,34 @@ def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> B
     t = remap[rows[keep]]  # -1 maps through index n -> -1
     acc = accepting[keep]
     s0 = int(remap[start])
-    # Moore partition refinement
+    # Moore partition refinement over byte classes (bytes whose columns agree in every state
+    # behave alike, so each is checked once). Minimal DFAs only save states (a trimmed DFA is
+    # already correct), and a chain like a{1000} needs one round per state: stop after
+    # MINIMIZE_ROUNDS and keep the states apart rather than spend seconds.
+    _, first_col = np.unique(t.T, axis=0, return_index=True)
+    tc = t[:, np.sort(first_col)]
     cls = acc.astype(np.int64)
-    while True:
-        sig = np.concatenate([cls[:, None], np.where(t >= 0, cls[np.maximum(t, 0)], -1)], axis=1)
+    n_cls = len(np.unique(cls))
+    for _ in range(MINIMIZE_ROUNDS):
+        sig = np.concatenate([cls[:, None], np.where(tc >= 0, cls[np.maximum(tc, 0)], -1)], axis=1)
         _, new_cls = np.unique(sig, axis=0, return_inverse=True)
         new_cls = new_cls.reshape(-1)
-        if len(np.unique(new_cls)) == len(np.unique(cls)):
-            cls = new_cls
-            break
+        new_n = int(new_cls.max()) + 1
         cls = new_cls
-    # renumber classes so the start is 0, in BFS order for locality
-    order = {int(cls[s0]): 0}
-    queue = [s0]
-    rep = {0: s0}
-    while queue:
-        s = queue.pop(0)
-        for b in range(256):
-            d = t[s, b]
-            if d >= 0 and int(cls[d]) not in order:
-                order[int(cls[d])] = len(order)
-                rep[order[int(cls[d])]] = int(d)
-                queue.append(int(d))
-    m = len(order)
-    out = np.full((m, 256), -1, dtype=np.int32)
-    out_acc = np.zeros(m, dtype=bool)
-    for new_id, s in rep.items():
-        row = t[s]
-        valid = row >= 0
-        out[new_id, valid] = [order[int(cls[d])] for d in row[valid]]
-        out_acc[new_id] = acc[s]
-    return ByteDFA(out, out_acc)
+        if new_n == n_cls:
+            break
+        n_cls = new_n
+    else:
+        cls = np.arange(len(acc), dtype=np.int64)
+        n_cls = len(acc)
+    # renumber: the start's class becomes 0
+    relabel = np.arange(n_cls)
+    relabel[[0, cls[s0]]] = relabel[[cls[s0], 0]]
+    cls = relabel[cls]
+    _, rep = np.unique(cls, return_index=True)
+    rows_out = t[rep]
+    out = np.where(rows_out >= 0, cls[np.maximum(rows_out, 0)], -1).astype(np.int32)
+    return ByteDFA(out, acc[rep].copy())
 
 
 def literal_to_dfa(text: str) -> ByteDFA:

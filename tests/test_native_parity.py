@@ -174,7 +174,7 @@ def test_batch_fill_matches_serial_and_threads(json_compiled):
     info = json_compiled.tokenizer_info
     rnd = random.Random(3)
     matchers = []
-    for k in range(12):
+    for _ in range(12):
         m = GrammarMatcher(json_compiled)
         for _ in range(rnd.randint(0, 15)):
             ids = [int(t) for t in m.allowed_token_ids() if t not in info.eos_token_ids]
