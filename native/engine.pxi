@@ -9,6 +9,7 @@
 
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.stdint cimport int8_t, uint8_t
+from cython.parallel cimport prange
 
 cdef enum:
     MAX_THREADS = 16
@@ -584,7 +585,7 @@ cdef class NativeEngine:
         uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
         return accepted, uncertain
 
-    def fill_rows(self, int32_t[:, ::1] bitmask, list jobs):
+    def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
         """Fill bitmask rows, releasing the GIL for all the work (callers may run several
         ``fill_rows`` calls on plain threads at once: the engine is read-only).
 
@@ -632,9 +633,14 @@ cdef class NativeEngine:
                     cj[i].seq = entry.seq
                     cj[i].lcp = entry.lcp
                     cj[i].n_seq = entry.n_seq
-            with nogil:
-                for i in range(n):
-                    run_job(&self.g, self.max_len, &cj[i])
+            if num_threads <= 1 or n <= 1:
+                with nogil:
+                    for i in range(n):
+                        run_job(&self.g, self.max_len, &cj[i])
+            else:
+                with nogil:
+                    for i in prange(n, num_threads=num_threads, schedule="dynamic", chunksize=1):
+                        run_job(&self.g, self.max_len, &cj[i])
             return [jobs[i][0] for i in range(n) if cj[i].rc != 0]
         finally:
             free(cj)

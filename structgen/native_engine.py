@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -22,17 +21,6 @@ from .bitmask import bitmask_width
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """One shared pool of plain threads for batch fills (grown when more are asked for)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="structgen-mask")
-        return _POOL
 
 
 MaskEntry = _native.MaskEntry
@@ -210,15 +198,6 @@ class NativeMasker:
         return (row, spec, entry)
 
     def fill(self, bitmask: np.ndarray, jobs: list[tuple], num_threads: int = 1) -> list[int]:
-        """Run jobs with the GIL released, split over ``num_threads`` plain threads; returns
-        the rows not filled (the caller uses the reference engine for those)."""
-        if num_threads <= 1 or len(jobs) < 2:
-            return self.engine.fill_rows(bitmask, jobs)
-        k = min(num_threads, len(jobs))
-        chunks = [jobs[i::k] for i in range(k)]
-        pool = _pool(k)
-        futures = [pool.submit(self.engine.fill_rows, bitmask, c) for c in chunks[1:]]
-        failed = list(self.engine.fill_rows(bitmask, chunks[0]))
-        for f in futures:
-            failed.extend(f.result())
-        return failed
+        """Run jobs in one native call with the GIL released, on ``num_threads`` OpenMP threads;
+        returns the rows not filled (the caller uses the reference engine for those)."""
+        return self.engine.fill_rows(bitmask, jobs, num_threads)
