@@ -74,15 +74,28 @@ def apply_bitmask_float32(float[:, ::1] logits, const int32_t[:, ::1] bitmask):
 
     Columns past ``32 * bitmask.shape[1]`` (logits wider than the mask) are set to ``-inf``.
     """
-    cdef Py_ssize_t b, i, n_rows = logits.shape[0], width = logits.shape[1]
-    cdef Py_ssize_t bits = bitmask.shape[1] * 32
+    cdef Py_ssize_t b, i, w, n_rows = logits.shape[0], width = logits.shape[1]
+    cdef Py_ssize_t bits = bitmask.shape[1] * 32, full_words
     cdef float neg = -float("inf")
     cdef const uint32_t* words
+    cdef uint32_t word
     if bitmask.shape[0] < n_rows:
         raise ValueError(f"bitmask has {bitmask.shape[0]} rows for {n_rows} rows of logits")
+    full_words = min(width, bits) >> 5
     with nogil:
         for b in range(n_rows):
             words = <const uint32_t*>&bitmask[b, 0]
-            for i in range(width):
+            for w in range(full_words):
+                word = words[w]
+                if word == <uint32_t>0xFFFFFFFF:
+                    continue  # all allowed: most words inside a string
+                if word == 0:
+                    for i in range(w << 5, (w << 5) + 32):
+                        logits[b, i] = neg
+                    continue
+                for i in range(w << 5, (w << 5) + 32):
+                    if not ((word >> (i & 31)) & 1):
+                        logits[b, i] = neg
+            for i in range(full_words << 5, width):
                 if i >= bits or not ((words[i >> 5] >> (i & 31)) & 1):
                     logits[b, i] = neg
