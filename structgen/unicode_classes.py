@@ -25,7 +25,7 @@ from .errors import RegexError
 
 MAX_CODEPOINT = 0x10FFFF
 # \d \w \s (Unicode categories) and \u \U \N{} escapes (which interegular cannot read)
-_CATEGORY_ESCAPES = re.compile(r"\\[dDwWsSuUN]")
+_CATEGORY_ESCAPES = re.compile(r"(?<!\\)(?:\\\\)*\\[dDwWsSuUN]")  # an odd run of backslashes
 _INLINE_I = re.compile(r"\(\?[a-zA-Z]*i[a-zA-Z-]*[:)]")
 # IGNORECASE is expanded into explicit classes here, so it is never written back
 _FLAG_LETTERS = ((re.DOTALL, "s"), (re.MULTILINE, "m"))
@@ -99,7 +99,7 @@ def rewrite(regex: str) -> tuple[str, dict[int, Ranges]]:
     explicit = np.zeros(MAX_CODEPOINT + 1, dtype=bool)
     explicit[:128] = True
     _mark_explicit(parsed, explicit, parsed.state.flags)
-    tables = _category_tables()
+    tables = _category_tables() if _uses_categories(parsed) else _NO_CATEGORIES
     free = np.flatnonzero(~explicit[0xF0000:0x10FFFE]) + 0xF0000
     if free.size < 4:
         raise RegexError(f"regex {regex!r} names too many private-use characters")
@@ -132,6 +132,25 @@ def _literal_set(lo: int, hi: int, flags: int) -> list[int]:
 @functools.cache
 def _cased_codepoints() -> np.ndarray:
     return np.array(sorted(set().union(*_case_index().values())), dtype=np.int64)
+
+
+_EMPTY = np.zeros(MAX_CODEPOINT + 1, dtype=bool)
+_NO_CATEGORIES = {"w": _EMPTY, "d": _EMPTY, "s": _EMPTY}
+
+
+def _uses_categories(items) -> bool:
+    for op, av in items:
+        if op is C.CATEGORY:
+            return True
+        if op is C.IN and _uses_categories(av):
+            return True
+        if op is C.BRANCH and any(_uses_categories(alt) for alt in av[1]):
+            return True
+        if op is C.SUBPATTERN and _uses_categories(av[3]):
+            return True
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT) and _uses_categories(av[2]):
+            return True
+    return False
 
 
 def _mark_explicit(items, explicit: np.ndarray, flags: int) -> None:
