@@ -130,7 +130,7 @@ class GrammarCompiler:
         return compiled
 
     def compile_builtin(self, name: str, *, precompute: bool = False) -> CompiledGrammar:
-        """Compile a grammar shipped with structgen: ``"json"``."""
+        """Compile a grammar shipped with structgen: ``"json"`` or ``"sql"``."""
         return self.compile_grammar(builtin_grammar_text(name), precompute=precompute)
 
     def clear_cache(self) -> None:

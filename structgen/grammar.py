@@ -29,7 +29,7 @@ from .errors import GrammarError, RegexError
 
 logger = logging.getLogger("structgen")
 
-BUILTIN_GRAMMARS = ("json",)
+BUILTIN_GRAMMARS = ("json", "sql")
 
 
 @dataclass(frozen=True)
