@@ -133,6 +133,20 @@ class GrammarCompiler:
         """Compile a grammar shipped with structgen: ``"json"`` or ``"sql"``."""
         return self.compile_grammar(builtin_grammar_text(name), precompute=precompute)
 
+    def compile_json_schema(self, schema, **options) -> CompiledGrammar:
+        """Compile a JSON Schema (dict or JSON text); see :mod:`structgen.json_schema` for the
+        options (``strict``, ``whitespace``, ``indent``, ``separators``, ``max_whitespace``,
+        ``lenient``). Keywords it cannot enforce raise ``UnsupportedFeatureError``."""
+        from .json_schema import compile_json_schema
+
+        return compile_json_schema(self, schema, **options)
+
+    def compile_regex(self, pattern: str, *, precompute: bool = False) -> CompiledGrammar:
+        """Compile a Python-syntax regular expression (the whole output must match it)."""
+        from .regex_grammar import compile_regex
+
+        return compile_regex(self, pattern, precompute=precompute)
+
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()

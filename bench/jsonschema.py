@@ -1,0 +1,398 @@
+"""JSON Schema coverage and speed over JSONSchemaBench, beside llguidance.
+
+For every schema of the shared JSONSchemaBench split (``../shared/data/jsonschema/
+jsonschemabench``), structgen compiles the schema for the Llama-3.2 tokenizer (strict: anything
+it cannot enforce is a compile failure, never ignored), replays every valid instance (compact
+and ``indent=2`` serializations) filling the full-vocabulary mask before each token and checking
+the token is allowed (and EOS at the end), and feeds every invalid instance, which must be
+rejected. Printed per group and in total: schemas compiled (beside llguidance's own recorded
+count from ``peer_results``), compile time p50/p90/max, valid instances accepted, invalid
+instances rejected, and per-token mask time p50/p99.
+
+Peers run live in the same run when installed and asked for (``--peers llguidance,xgrammar``):
+each compiles the same schemas and replays the same valid instances (compact only).
+
+Each schema runs in a worker process under a time limit (``--timeout``), so a pathological
+schema costs a timeout, not the run.
+
+    python bench/jsonschema.py                          # every schema (long: see --limit)
+    python bench/jsonschema.py --limit 10 --workers 2   # 10 schemas per group
+    python bench/jsonschema.py --groups Github_easy,Kubernetes --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "jsonschema"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def load_schemas(data: Path, groups: list[str] | None, limit: int | None, seed: str = "") -> list:
+    """Schemas as dicts (``id``, ``group``, ``schema``, ``tests``, ``peer_key``), per group in a
+    stable pseudo-random order (sha256 of ``seed + id``), at most ``limit`` per group."""
+    out = []
+    for path in sorted((data / "jsonschemabench").glob("*.jsonl")):
+        group = path.stem
+        if groups and group not in groups:
+            continue
+        rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+        rows.sort(key=lambda r: hashlib.sha256((seed + r["id"]).encode()).hexdigest())
+        if limit is not None:
+            rows = rows[:limit]
+        for r in rows:
+            r["peer_key"] = r.get("source_path", "").rsplit("/", 1)[-1]
+        out.extend(rows)
+    return out
+
+
+def llguidance_recorded(data: Path) -> dict:
+    path = data / "peer_results" / "llguidance_expected_maskbench.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def serializations(doc) -> list[str]:
+    compact = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    pretty = json.dumps(doc, ensure_ascii=False, indent=2)
+    return [compact] if pretty == compact else [compact, pretty]
+
+
+# ----------------------------------------------------------------------------------------------
+# structgen worker
+# ----------------------------------------------------------------------------------------------
+
+_STATE: dict = {}
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise _Timeout()
+
+
+def _init_worker(tokenizer: str, masks: bool) -> None:
+    warnings.simplefilter("ignore")
+    from structgen import GrammarCompiler
+    from structgen.bundled import bundled_encoder, load_bundled_tokenizer
+
+    info = load_bundled_tokenizer(tokenizer)
+    _STATE["info"] = info
+    _STATE["encode"] = bundled_encoder(tokenizer)
+    _STATE["compiler"] = GrammarCompiler(info, cache_enabled=False)
+    _STATE["masks"] = masks
+    signal.signal(signal.SIGALRM, _alarm)
+
+
+def replay(compiled, ids: list[int], eos: int | None, masks: bool, times: list) -> bool:
+    """Feed ``ids``; with ``masks`` check each token against the filled mask first. True when
+    every token is allowed and the document is complete at the end."""
+    import numpy as np
+
+    from structgen import GrammarMatcher, allocate_token_bitmask
+
+    m = GrammarMatcher(compiled)
+    bm = allocate_token_bitmask(1, compiled.vocab_size) if masks else None
+    for t in ids:
+        if masks:
+            t0 = time.perf_counter_ns()
+            m.fill_next_token_bitmask(bm, 0)
+            times.append(time.perf_counter_ns() - t0)
+            if not (int(np.asarray(bm)[0, t >> 5]) >> (t & 31)) & 1:
+                return False
+        if not m.accept_token(t):
+            return False
+    if masks and eos is not None:
+        m.fill_next_token_bitmask(bm, 0)
+        if not (int(np.asarray(bm)[0, eos >> 5]) >> (eos & 31)) & 1:
+            return False
+    return m.is_completed()
+
+
+def run_structgen(task: tuple) -> dict:
+    row, timeout = task
+    from structgen.errors import StructgenError
+    from structgen.json_schema import compile_json_schema
+
+    res = {"id": row["id"], "group": row["group"], "status": "ok", "error": "",
+           "compile_s": None, "valid": 0, "valid_ok": 0, "invalid": 0, "invalid_rejected": 0,
+           "mask_ns": [], "rejected_valid": []}
+    signal.alarm(timeout)
+    try:
+        t0 = time.perf_counter()
+        compiled = compile_json_schema(_STATE["compiler"], row["schema"])
+        res["compile_s"] = time.perf_counter() - t0
+        info = _STATE["info"]
+        eos = info.eos_token_ids[0] if getattr(info, "eos_token_ids", None) else None
+        for test in row.get("tests", []):
+            if test["valid"]:
+                for text in serializations(test["data"]):
+                    res["valid"] += 1
+                    if replay(compiled, _STATE["encode"](text), eos, _STATE["masks"],
+                              res["mask_ns"]):
+                        res["valid_ok"] += 1
+                    else:
+                        res["rejected_valid"].append(text[:300])
+            else:
+                from structgen import GrammarMatcher
+
+                res["invalid"] += 1
+                m = GrammarMatcher(compiled)
+                text = json.dumps(test["data"], ensure_ascii=False)
+                if not (m.accept_string(text) and m.is_completed()):
+                    res["invalid_rejected"] += 1
+    except _Timeout:
+        res["status"] = "timeout"
+    except StructgenError as exc:
+        res["status"] = "unsupported"
+        res["error"] = str(exc).splitlines()[0][:200]
+    except RecursionError:
+        res["status"] = "error"
+        res["error"] = "RecursionError"
+    except Exception as exc:  # noqa: BLE001 - a bench reports every failure and goes on
+        res["status"] = "error"
+        res["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        signal.alarm(0)
+    # keep the payload small: a sample of mask times
+    ns = res["mask_ns"]
+    res["mask_ns"] = ns if len(ns) <= 2000 else ns[:: max(1, len(ns) // 2000)]
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# peers
+# ----------------------------------------------------------------------------------------------
+
+def run_peer(name: str, rows: list, tokenizer: str, timeout: int) -> list[dict]:
+    """Compile and replay with a peer engine in this process (caller runs it in a child)."""
+    import peers
+
+    tok = peers.load_peer_tokenizer(tokenizer)
+    out = []
+    for row in rows:
+        res = {"id": row["id"], "group": row["group"], "status": "ok", "compile_s": None,
+               "valid": 0, "valid_ok": 0, "mask_ns": []}
+        try:
+            if name == "llguidance":
+                eng = peers.LLGuidancePeer(schema=row["schema"], json_options={})
+                res["compile_s"] = eng.compile_json(tok)
+            elif name == "xgrammar":
+                eng = _XGrammarSchemaPeer(row["schema"])
+                res["compile_s"] = eng.compile_json(tok)
+            else:
+                raise ValueError(name)
+            for test in row.get("tests", []):
+                if not test["valid"]:
+                    continue
+                text = json.dumps(test["data"], ensure_ascii=False, separators=(",", ":"))
+                res["valid"] += 1
+                eng.new_matcher()
+                ok = True
+                for t in tok.encode(text):
+                    eng.fill_mask()
+                    res["mask_ns"].append(eng.last_fill_ns)
+                    if not eng.accept(t):
+                        ok = False
+                        break
+                res["valid_ok"] += ok
+        except Exception as exc:  # noqa: BLE001
+            res["status"] = "unsupported"
+            res["error"] = str(exc)[:200]
+        out.append(res)
+    return out
+
+
+class _XGrammarSchemaPeer:
+    """xgrammar with ``compile_json_schema`` (its defaults: any whitespace, strict mode)."""
+
+    def __init__(self, schema) -> None:
+        import peers
+
+        self.schema = schema
+        self.base = peers.XGrammarPeer()
+        self.last_fill_ns = 0
+
+    def compile_json(self, tok) -> float:
+        import xgrammar as xgr
+
+        info = self.base._tokenizer_info(tok)
+        compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+        t0 = time.perf_counter()
+        self.base.compiled = compiler.compile_json_schema(json.dumps(self.schema))
+        self.base.tok = tok
+        return time.perf_counter() - t0
+
+    def new_matcher(self) -> None:
+        self.base.new_matcher()
+
+    def fill_mask(self) -> int:
+        n = self.base.fill_mask()
+        self.last_fill_ns = self.base.last_fill_ns
+        return n
+
+    def accept(self, t: int) -> bool:
+        return self.base.accept(t)
+
+
+def _peer_child(conn, name, rows, tokenizer, timeout) -> None:
+    try:
+        conn.send(("ok", run_peer(name, rows, tokenizer, timeout)))
+    except Exception as exc:  # noqa: BLE001
+        conn.send(("error", repr(exc)))
+    conn.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def summarize(results: list[dict], recorded: dict, rows: list, peer_results: dict) -> dict:
+    by_group = defaultdict(list)
+    for r in results:
+        by_group[r["group"]].append(r)
+    peer_key = {r["id"]: r["peer_key"] for r in rows}
+    table = []
+    for group in sorted(by_group) + ["TOTAL"]:
+        rs = results if group == "TOTAL" else by_group[group]
+        ok = [r for r in rs if r["status"] == "ok"]
+        comp = [r["compile_s"] for r in ok if r["compile_s"] is not None]
+        masks = [x for r in ok for x in r["mask_ns"]]
+        llg_rec = sum(1 for r in rs if peer_key[r["id"]] in recorded
+                      and "json_error" not in recorded[peer_key[r["id"]]])
+        row = {
+            "group": group, "schemas": len(rs), "compiled": len(ok), "llg_recorded": llg_rec,
+            "timeouts": sum(r["status"] == "timeout" for r in rs),
+            "compile_p50_ms": 1e3 * pct(comp, 0.5), "compile_p90_ms": 1e3 * pct(comp, 0.9),
+            "compile_max_ms": 1e3 * max(comp) if comp else float("nan"),
+            "valid": sum(r["valid"] for r in ok), "valid_ok": sum(r["valid_ok"] for r in ok),
+            "invalid": sum(r["invalid"] for r in ok),
+            "invalid_rejected": sum(r["invalid_rejected"] for r in ok),
+            "mask_p50_us": pct(masks, 0.5) / 1e3, "mask_p99_us": pct(masks, 0.99) / 1e3,
+        }
+        for name, prs in peer_results.items():
+            ps = prs if group == "TOTAL" else [p for p in prs if p["group"] == group]
+            pok = [p for p in ps if p["status"] == "ok"]
+            pc = [p["compile_s"] for p in pok]
+            pm = [x for p in pok for x in p["mask_ns"]]
+            row[f"{name}_compiled"] = len(pok)
+            row[f"{name}_compile_p50_ms"] = 1e3 * pct(pc, 0.5)
+            row[f"{name}_valid_ok"] = f"{sum(p['valid_ok'] for p in pok)}/" \
+                                      f"{sum(p['valid'] for p in pok)}"
+            row[f"{name}_mask_p50_us"] = pct(pm, 0.5) / 1e3
+            row[f"{name}_mask_p99_us"] = pct(pm, 0.99) / 1e3
+        table.append(row)
+    return {"table": table}
+
+
+def print_table(summary: dict, peers_run: list[str]) -> None:
+    head = (f"{'group':24s} {'schemas':>7s} {'compiled':>8s} {'llg(rec)':>8s} {'t/o':>4s} "
+            f"{'cmp p50':>8s} {'p90':>8s} {'max':>8s} {'valid ok':>11s} {'invalid rej':>12s} "
+            f"{'mask p50':>9s} {'p99 µs':>8s}")
+    for name in peers_run:
+        head += f" | {name[:10]:>10s} cmp/p50ms/valid/mask p50,p99"
+    print(head)
+    for r in summary["table"]:
+        line = (f"{r['group']:24s} {r['schemas']:7d} {r['compiled']:8d} {r['llg_recorded']:8d} "
+                f"{r['timeouts']:4d} {r['compile_p50_ms']:8.1f} {r['compile_p90_ms']:8.1f} "
+                f"{r['compile_max_ms']:8.0f} {r['valid_ok']:5d}/{r['valid']:<5d} "
+                f"{r['invalid_rejected']:5d}/{r['invalid']:<6d} {r['mask_p50_us']:9.1f} "
+                f"{r['mask_p99_us']:8.1f}")
+        for name in peers_run:
+            line += (f" | {r[f'{name}_compiled']:4d} {r[f'{name}_compile_p50_ms']:7.1f} "
+                     f"{r[f'{name}_valid_ok']:>9s} {r[f'{name}_mask_p50_us']:6.1f},"
+                     f"{r[f'{name}_mask_p99_us']:.1f}")
+        print(line)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--groups", default="")
+    ap.add_argument("--limit", type=int, default=None, help="schemas per group")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+    ap.add_argument("--timeout", type=int, default=60, help="seconds per schema")
+    ap.add_argument("--tokenizer", default="llama3")
+    ap.add_argument("--no-masks", action="store_true", help="replay without mask checks")
+    ap.add_argument("--peers", default="", help="comma list: llguidance,xgrammar")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if not (args.data / "jsonschemabench").exists():
+        print(f"no data at {args.data}", file=sys.stderr)
+        return 2
+    groups = [g for g in args.groups.split(",") if g] or None
+    rows = load_schemas(args.data, groups, args.limit)
+    recorded = llguidance_recorded(args.data)
+    tasks = [(r, args.timeout) for r in rows]
+    t0 = time.time()
+    ctx = multiprocessing.get_context("fork")
+    results = []
+    with ctx.Pool(args.workers, initializer=_init_worker,
+                  initargs=(args.tokenizer, not args.no_masks), maxtasksperchild=200) as pool:
+        for i, res in enumerate(pool.imap_unordered(run_structgen, tasks, chunksize=1), 1):
+            results.append(res)
+            if i % 100 == 0:
+                print(f"  {i}/{len(tasks)} schemas, {time.time() - t0:.0f} s", file=sys.stderr)
+    peer_results = {}
+    peers_run = []
+    for name in [p for p in args.peers.split(",") if p]:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_peer_child,
+                           args=(child, name, rows, args.tokenizer, args.timeout))
+        proc.start()
+        status, payload = parent.recv()
+        proc.join()
+        if status == "ok":
+            peer_results[name] = payload
+            peers_run.append(name)
+        else:
+            print(f"peer {name} unavailable: {payload}", file=sys.stderr)
+    summary = summarize(results, recorded, rows, peer_results)
+    print(f"JSONSchemaBench ({len(rows)} schemas, tokenizer {args.tokenizer}, "
+          f"{time.time() - t0:.0f} s). llg(rec) = llguidance's recorded passes "
+          "(peer_results; 3,484 of the 4,264 shared schemas)")
+    print_table(summary, peers_run)
+    fails = defaultdict(int)
+    for r in results:
+        if r["status"] != "ok":
+            fails[r["error"].split(":")[0] if r["error"] else r["status"]] += 1
+    print("\nnot compiled, by keyword:")
+    for k, n in sorted(fails.items(), key=lambda x: -x[1])[:25]:
+        print(f"  {n:5d}  {k}")
+    bad = [(r["id"], t) for r in results for t in r["rejected_valid"]]
+    if bad:
+        print(f"\nvalid instances rejected ({len(bad)}), first ones:")
+        for rid, text in bad[:10]:
+            print(f"  {rid}: {text[:120]}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "results": results}, default=str))
+    total = summary["table"][-1]
+    print(f"\nstatistics.median compile: {statistics.median([r['compile_s'] for r in results if r['compile_s']] or [0]):.3f} s")
+    return 0 if total["valid_ok"] == total["valid"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

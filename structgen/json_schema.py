@@ -1,0 +1,1437 @@
+"""JSON Schema to a Lark grammar whose language is exactly the schema's (or an error).
+
+``json_schema_to_lark(schema)`` writes an LALR(1) Lark grammar; ``compile_json_schema(compiler,
+schema)`` compiles it for a tokenizer. Every assertion keyword is either enforced by the grammar
+or reported with :class:`UnsupportedFeatureError` naming the keyword and its JSON pointer
+(``lenient=True`` warns and ignores it instead). The support matrix is in
+``SUPPORTED_KEYWORDS`` below and in the README's JSON Schema section.
+
+Output shape (what "exact" is relative to):
+
+* Properties appear in schema order (``properties`` order, then ``required`` names that are not
+  in ``properties``); optional ones may be left out; other keys (``additionalProperties``,
+  ``patternProperties``) come after the declared ones. JSON Schema itself allows any order;
+  generating in a fixed order is what the peers do and keeps the grammar small.
+* Whitespace: ``whitespace="flexible"`` (default) allows up to ``max_whitespace`` characters of
+  ``[ \\t\\n\\r]`` before and after each ``{ } [ ] , :`` (so pretty-printed and compact JSON both
+  parse, and a model can never emit endless whitespace); ``"compact"`` allows none, or exactly
+  the ``separators`` given (``(", ", ": ")`` like ``json.dumps``). No whitespace around the
+  whole document.
+* Spellings: see ``json_schema_regex``: strings whose value is constrained (``pattern``,
+  ``format``, ``enum``/``const``, property names) use the canonical spelling of
+  ``json.dumps(..., ensure_ascii=False)``; integers have no fraction or exponent; bounded
+  numbers are written without exponent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+
+from .errors import ConfigurationError, GrammarError
+from .json_schema_refs import (
+    ASSERTIONS,
+    TYPES,
+    RefResolver,
+    Reporter,
+    SchemaError,
+    UnsatisfiableSchemaError,
+    canonical_key,
+    escape_pointer,
+    merge_schemas,
+)
+from .json_schema_regex import (
+    ANY_STRING,
+    ANY_UNIT,
+    FORMATS,
+    INTEGER,
+    NUMBER,
+    STANDARD_FORMATS,
+    PatternError,
+    canonical_string,
+    decimal_range,
+    int_range,
+    json_literal,
+    pattern_body,
+    pattern_length_bounds,
+    pattern_with_length,
+    re_literal,
+    string_excluding,
+)
+
+logger = logging.getLogger("structgen")
+
+__all__ = ["SUPPORTED_KEYWORDS", "SchemaError", "compile_json_schema", "json_schema_to_lark"]
+
+DEFAULT_MAX_WHITESPACE = 20
+MAX_RULES = 20_000
+MAX_UNION_STATES = 2_000
+MAX_ENUMERATED_INTEGERS = 2_000
+
+SUPPORTED_KEYWORDS = {
+    "type": "all types, also lists",
+    "enum / const": "any JSON values (strings in canonical spelling)",
+    "properties / required": "schema order; optional properties may be skipped",
+    "additionalProperties": "true (spec default) / false / schema; strict=True forbids extras",
+    "patternProperties": "with additionalProperties false, or all with the same schema",
+    "propertyNames": "string schemas (pattern, length, enum, format)",
+    "minProperties / maxProperties": "exact (counted in the grammar)",
+    "items / prefixItems / additionalItems": "draft 7 tuple form and 2020-12 form",
+    "minItems / maxItems": "exact",
+    "minLength / maxLength": "exact; also with pattern (one repeated part) and format",
+    "pattern": "Python re syntax; lookaround and back-references reported",
+    "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
+              "uri-reference; non-standard formats are annotations",
+    "minimum / maximum / exclusive*": "exact for integers and decimals",
+    "multipleOf": "integers (exact); numbers with an integer multipleOf",
+    "anyOf": "exact: type-wise union, objects and arrays merged state by state",
+    "oneOf": "exact when the branches are provably disjoint, otherwise reported",
+    "allOf": "merged",
+    "$ref / $defs / definitions": "in-document, recursion included",
+    "not": "of a type set, or of a schema that accepts everything / nothing",
+    "uniqueItems": "when at most one item is allowed; otherwise reported",
+    "contains / if-then-else / dependencies / unevaluated*": "reported",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+def json_schema_to_lark(schema, *, strict: bool = False, whitespace: str = "flexible",
+                        indent: int | None = None, separators: tuple[str, str] | None = None,
+                        max_whitespace: int = DEFAULT_MAX_WHITESPACE,
+                        lenient: bool = False) -> str:
+    """Lark grammar text (LALR(1)) for the JSON documents ``schema`` accepts.
+
+    ``schema`` is a dict, a bool, or JSON text. ``strict=True`` forbids properties that the
+    schema does not declare (as xgrammar's strict mode). Raises
+    :class:`~structgen.errors.UnsupportedFeatureError` (a :class:`SchemaError` with ``keyword``
+    and ``pointer``) for anything it cannot enforce unless ``lenient=True``.
+    """
+    return _build(schema, strict=strict, whitespace=whitespace, indent=indent,
+                  separators=separators, max_whitespace=max_whitespace, lenient=lenient).text
+
+
+def compile_json_schema(compiler, schema, *, strict: bool = False, whitespace: str = "flexible",
+                        indent: int | None = None, separators: tuple[str, str] | None = None,
+                        max_whitespace: int = DEFAULT_MAX_WHITESPACE, lenient: bool = False,
+                        precompute: bool = False):
+    """Compile ``schema`` with ``compiler`` (a :class:`~structgen.GrammarCompiler`)."""
+    built = _build(schema, strict=strict, whitespace=whitespace, indent=indent,
+                   separators=separators, max_whitespace=max_whitespace, lenient=lenient)
+    grammar = _lalr_grammar(built, lenient)
+    compiled = compiler.compile_grammar(grammar, precompute=precompute)
+    compiled.ignored_keywords = tuple(built.ignored)
+    return compiled
+
+
+@dataclass
+class BuiltGrammar:
+    text: str
+    ignored: list = field(default_factory=list)
+    rule_pointers: dict = field(default_factory=dict)
+
+
+def _build(schema, **opts) -> BuiltGrammar:
+    if isinstance(schema, (str, bytes)):
+        try:
+            schema = json.loads(schema)
+        except ValueError as exc:
+            raise GrammarError(f"schema is not valid JSON: {exc}") from exc
+    if not isinstance(schema, (dict, bool)):
+        raise ConfigurationError(f"a JSON schema is a dict or a bool, got {type(schema).__name__}")
+    if opts["whitespace"] not in ("flexible", "compact"):
+        raise ConfigurationError("whitespace must be 'flexible' or 'compact'")
+    mw = opts["max_whitespace"]
+    if not isinstance(mw, int) or mw < 0 or mw > 1000:
+        raise ConfigurationError("max_whitespace must be an int in 0..1000")
+    if opts["indent"] is not None:
+        if not isinstance(opts["indent"], int) or opts["indent"] < 0:
+            raise ConfigurationError("indent must be a non-negative int or None")
+    b = _Builder(schema, **opts)
+    return b.build()
+
+
+_LARK_LOG_LOCK = threading.Lock()
+
+
+class _ConflictCatcher(logging.Filter):
+    """Collects Lark's shift/reduce reports for this thread's grammar (and keeps Lark's debug
+    chatter about them off the console)."""
+
+    def __init__(self, old_level: int) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.thread = threading.get_ident()
+        self.old_level = old_level
+
+    def filter(self, record) -> bool:
+        if threading.get_ident() != self.thread:
+            return record.levelno >= self.old_level
+        self.messages.append(record.getMessage())
+        return False
+
+
+def _lalr_grammar(built: BuiltGrammar, lenient: bool):
+    """Build the LALR tables; a conflict means the grammar is not exactly the schema's
+    language, so it is reported (with the schema pointer of the rule involved)."""
+    from .grammar import Grammar
+
+    lark_logger = logging.getLogger("lark")
+    with _LARK_LOG_LOCK:
+        old = lark_logger.level
+        catcher = _ConflictCatcher(old if old != logging.NOTSET else logging.WARNING)
+        lark_logger.addFilter(catcher)
+        lark_logger.setLevel(logging.DEBUG)
+        try:
+            grammar = Grammar.from_lark(built.text)
+        except GrammarError as exc:
+            ptr = _pointer_in(str(exc), built.rule_pointers)
+            raise SchemaError("the schema's alternatives overlap in a way an LALR(1) grammar "
+                              f"cannot express ({str(exc).splitlines()[0][:200]})",
+                              keyword="anyOf", pointer=ptr) from exc
+        finally:
+            lark_logger.removeFilter(catcher)
+            lark_logger.setLevel(old)
+    if any("Shift/Reduce" in m for m in catcher.messages):
+        rep = Reporter(lenient)
+        rep.unsupported("anyOf", _pointer_in(" ".join(catcher.messages), built.rule_pointers),
+                        "the schema's alternatives overlap in a way an LALR(1) grammar cannot "
+                        "express exactly (" + " ".join(catcher.messages)[:200] + ")")
+        built.ignored.extend(rep.ignored)
+    return grammar
+
+
+def _pointer_in(message: str, rule_pointers: dict) -> str:
+    for name in re.findall(r"\b([a-z][a-z0-9_]*)\b", message):
+        if name in rule_pointers:
+            return rule_pointers[name]
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Specs of object and array shapes (one per schema branch)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Prop:
+    name: str
+    schema: object
+    ptr: str
+    required: bool
+
+
+@dataclass
+class _ObjSpec:
+    ptr: str
+    props: list[_Prop]
+    extras: list[tuple]  # (key regex, value schema, pointer, lexer priority)
+    extra_fallback: tuple[object, str] | None  # schema for any undeclared key (union use)
+    min: int
+    max: int | None
+    names: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.names = {p.name: i for i, p in enumerate(self.props)}
+        self.req_after = [0] * (len(self.props) + 1)
+        for i in range(len(self.props) - 1, -1, -1):
+            self.req_after[i] = self.req_after[i + 1] + (1 if self.props[i].required else 0)
+
+
+@dataclass
+class _ArrSpec:
+    ptr: str
+    prefix: list[tuple[object, str]]
+    rest: tuple[object, str] | None
+    min: int
+    max: int | None
+
+
+@dataclass
+class _Parts:
+    """What one schema allows, split by JSON type."""
+
+    null: bool = False
+    booleans: set = field(default_factory=set)
+    strings: list = field(default_factory=list)  # ("lit", spelling) | ("re", regex)
+    numbers: list = field(default_factory=list)  # regex texts
+    objects: list = field(default_factory=list)  # _ObjSpec
+    arrays: list = field(default_factory=list)  # _ArrSpec
+
+    def union(self, other: _Parts) -> None:
+        self.null |= other.null
+        self.booleans |= other.booleans
+        self.strings += [s for s in other.strings if s not in self.strings]
+        self.numbers += [n for n in other.numbers if n not in self.numbers]
+        self.objects += other.objects
+        self.arrays += other.arrays
+
+    def types(self) -> set[str]:
+        out = set()
+        if self.null:
+            out.add("null")
+        if self.booleans:
+            out.add("boolean")
+        if self.strings:
+            out.add("string")
+        if self.numbers:
+            out.add("number")
+        if self.objects:
+            out.add("object")
+        if self.arrays:
+            out.add("array")
+        return out
+
+    def is_empty(self) -> bool:
+        return not self.types()
+
+
+# ----------------------------------------------------------------------------------------------
+# The builder
+# ----------------------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, schema, *, strict, whitespace, indent, separators, max_whitespace,
+                 lenient) -> None:
+        self.root = schema
+        self.strict = strict
+        self.report = Reporter(lenient)
+        self.refs = RefResolver(schema)
+        draft = schema.get("$schema", "") if isinstance(schema, dict) else ""
+        self.old_draft = isinstance(draft, str) and any(
+            f"draft-0{n}" in draft for n in (3, 4, 5, 6, 7))
+        self.rules: dict[str, list[str]] = {}
+        self.rule_pointers: dict[str, str] = {}
+        self.terminals: dict[str, str] = {}  # definition text -> name
+        self.term_defs: list[str] = []
+        self.value_memo: dict[str, str] = {}
+        self.union_memo: dict = {}
+        self.parts_memo: dict[str, _Parts] = {}
+        self.in_progress: set[str] = set()
+        self.norm_depth = 0
+        self.ckeys: dict[int, tuple] = {}
+        self.n = 0
+        self._setup_tokens(whitespace, indent, separators, max_whitespace)
+
+    # -- tokens ---------------------------------------------------------------------------
+    def _setup_tokens(self, whitespace, indent, separators, max_ws) -> None:
+        if indent is not None:
+            # indent means json.dumps-style pretty printing; the grammar keeps the flexible
+            # whitespace bound large enough for it instead of fixing one layout
+            whitespace = "flexible"
+            max_ws = max(max_ws, 1 + indent * 32)
+        if whitespace == "compact" or max_ws == 0:
+            item, key = separators or (",", ":")
+            self.LB, self.RB = self.lit("{"), self.lit("}")
+            self.LS, self.RS = self.lit("["), self.lit("]")
+            self.COMMA, self.COLON = self.lit(item), self.lit(key)
+            return
+        if separators is not None:
+            raise ConfigurationError("separators are for whitespace='compact'")
+        w = f"[ \\t\\n\\r]{{0,{max_ws}}}"
+        self.LB = self.regex(f"\\{{{w}", "LBRACE")
+        self.RB = self.regex(f"{w}\\}}", "RBRACE")
+        self.LS = self.regex(f"\\[{w}", "LSQB")
+        self.RS = self.regex(f"{w}\\]", "RSQB")
+        self.COMMA = self.regex(f"{w},{w}", "COMMA")
+        self.COLON = self.regex(f"{w}:{w}", "COLON")
+
+    def lit(self, text: str, hint: str = "L") -> str:
+        if text and all(c.isprintable() and c != "\\" for c in text):
+            return self._term('"' + text.replace('"', '\\"') + '"', hint)
+        return self.regex(re_literal(text), hint)
+
+    def regex(self, rx: str, hint: str = "R", priority: int = 0) -> str:
+        if rx in ("", "(?!)"):
+            raise GrammarError("internal: empty terminal")
+        return self._term("/" + _lark_regex(rx) + "/", hint, priority)
+
+    def _term(self, definition: str, hint: str, priority: int = 0) -> str:
+        key = (definition, priority)
+        name = self.terminals.get(key)
+        if name is None:
+            name = f"{hint}{len(self.terminals)}"
+            self.terminals[key] = name
+            prio = f".{priority}" if priority else ""
+            self.term_defs.append(f"{name}{prio}: {definition}")
+        return name
+
+    def new_rule(self, hint: str, ptr: str) -> str:
+        self.n += 1
+        if self.n > MAX_RULES:
+            raise SchemaError(f"the schema needs over {MAX_RULES} grammar rules",
+                              keyword=None, pointer=ptr)
+        name = f"{hint}{self.n}"
+        self.rule_pointers[name] = ptr
+        return name
+
+    # -- driver ---------------------------------------------------------------------------
+    def build(self) -> BuiltGrammar:
+        top = self.value(self.root, "")
+        rules = _prune(self.rules)
+        if top not in rules:
+            raise UnsatisfiableSchemaError("no value satisfies this schema", pointer="")
+        lines = [f"start: {top}"]
+        used = set()
+        for name, alts in rules.items():
+            lines.append(f"{name}: " + "\n    | ".join(alts))
+            for a in alts:
+                used.update(a.split())
+        lines.extend(d for d in self.term_defs if d.split(":", 1)[0].split(".")[0] in used)
+        return BuiltGrammar("\n".join(lines) + "\n", list(self.report.ignored),
+                            self.rule_pointers)
+
+    # -- schema normalization ---------------------------------------------------------------
+    def normalize(self, schema, ptr: str):
+        """Resolve ``$ref`` and merge ``allOf`` at the top of ``schema``: (schema, ptr)."""
+        self.norm_depth += 1
+        try:
+            if self.norm_depth > 48:
+                raise SchemaError("allOf/$ref nesting too deep (a reference cycle through "
+                                  "allOf?)", keyword="allOf", pointer=ptr)
+            return self._normalize(schema, ptr)
+        finally:
+            self.norm_depth -= 1
+
+    def _normalize(self, schema, ptr: str):
+        seen = set()
+        depth = 0
+        while isinstance(schema, dict):
+            depth += 1
+            if depth > 64:
+                raise SchemaError("reference/allOf chain too deep", keyword="$ref", pointer=ptr)
+            if "$ref" in schema:
+                ref = schema["$ref"]
+                if (ref, ptr) in seen:
+                    raise UnsatisfiableSchemaError("reference cycle without any structure",
+                                                   keyword="$ref", pointer=ptr)
+                seen.add((ref, ptr))
+                siblings = {k: v for k, v in schema.items() if k != "$ref"}
+                try:
+                    target, tptr = self.refs.resolve(ref, ptr)
+                except SchemaError as exc:
+                    self.report.unsupported("$ref", ptr, str(exc).split(": ", 1)[-1])
+                    target, tptr = True, ptr
+                if self.old_draft or not any(k in ASSERTIONS for k in siblings):
+                    schema, ptr = target, tptr
+                    continue
+                if target is False:
+                    return False, tptr
+                if target is True:
+                    schema = siblings
+                    continue
+                schema = merge_schemas(siblings, target, ptr, self.report)
+                continue
+            if "allOf" in schema:
+                subs = schema["allOf"]
+                rest = {k: v for k, v in schema.items() if k != "allOf"}
+                if not isinstance(subs, list):
+                    raise SchemaError("must be a list", keyword="allOf", pointer=ptr)
+                # the members first, then the siblings: their properties come first in the
+                # merged order (what documents written against such schemas do)
+                merged: dict = {}
+                for i, sub in enumerate(subs):
+                    sub, _ = self.normalize(sub, f"{ptr}/allOf/{i}")
+                    if sub is False:
+                        return False, ptr
+                    if sub is True:
+                        continue
+                    merged = merge_schemas(merged, sub, ptr, self.report)
+                schema = merge_schemas(merged, rest, ptr, self.report)
+                continue
+            break
+        return schema, ptr
+
+    # -- values -----------------------------------------------------------------------------
+    def value(self, schema, ptr: str) -> str:
+        """Rule name for a value of ``schema``."""
+        key = self.ckey(schema)
+        found = self.value_memo.get(key)
+        if found is not None:
+            return found
+        name = self.new_rule("v", ptr)
+        self.value_memo[key] = name
+        parts = self.parts(schema, ptr)
+        if parts.is_empty():
+            raise UnsatisfiableSchemaError("no value satisfies this schema", pointer=ptr)
+        self.rules[name] = self.emit_parts(parts, ptr)
+        return name
+
+    def parts(self, schema, ptr: str) -> _Parts:
+        key = self.ckey(schema)
+        found = self.parts_memo.get(key)
+        if found is not None:
+            return found
+        if key in self.in_progress:
+            # recursion: only emptiness and overlap checks get here; "anything" is the safe
+            # answer for both (non-empty; overlaps everything)
+            return self.any_parts(ptr)
+        self.in_progress.add(key)
+        try:
+            out = self._parts(schema, ptr)
+        finally:
+            self.in_progress.discard(key)
+        self.parts_memo[key] = out
+        return out
+
+    def ckey(self, schema) -> str:
+        if not isinstance(schema, (dict, list)):
+            return canonical_key(schema)
+        found = self.ckeys.get(id(schema))
+        if found is None or found[0] is not schema:
+            found = (schema, canonical_key(schema))
+            self.ckeys[id(schema)] = found
+        return found[1]
+
+    def _parts(self, schema, ptr: str) -> _Parts:  # noqa: C901
+        schema, ptr = self.normalize(schema, ptr)
+        if schema is True or schema == {}:
+            return self.any_parts(ptr)
+        if schema is False:
+            return _Parts()
+        if not isinstance(schema, dict):
+            raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
+        if "enum" in schema or "const" in schema:
+            # finitely many values: every other keyword is checked value by value
+            return self.enum_parts(schema, ptr)
+        for kw in ("anyOf", "oneOf"):
+            if kw in schema:
+                return self.union_parts(schema, kw, ptr)
+        self.check_unsupported(schema, ptr)
+        types = self.allowed_types(schema, ptr)
+        if "not" in schema:
+            types = self.apply_not(schema["not"], types, ptr + "/not")
+        out = _Parts()
+        if "null" in types:
+            out.null = True
+        if "boolean" in types:
+            out.booleans = {True, False}
+        if "string" in types:
+            rx = self.string_regex(schema, ptr)
+            if rx is not None:
+                out.strings.append(("re", rx))
+        if "number" in types or "integer" in types:
+            rx = self.number_regex(schema, ptr, integer="number" not in types)
+            if rx is not None:
+                out.numbers.append(rx)
+        if "object" in types:
+            spec = self.object_spec(schema, ptr)
+            if spec is not None:
+                out.objects.append(spec)
+        if "array" in types:
+            spec = self.array_spec(schema, ptr)
+            if spec is not None:
+                out.arrays.append(spec)
+        return out
+
+    def any_parts(self, ptr: str) -> _Parts:
+        out = _Parts(null=True, booleans={True, False})
+        out.strings.append(("re", ANY_STRING))
+        out.numbers.append(NUMBER)
+        out.objects.append(_ObjSpec(ptr, [], [], None, 0, None))
+        out.objects[-1].extras.append((ANY_STRING, True, ptr, 0))
+        out.arrays.append(_ArrSpec(ptr, [], (True, ptr), 0, None))
+        return out
+
+    def check_unsupported(self, schema: dict, ptr: str) -> None:
+        for kw in ("unevaluatedItems", "unevaluatedProperties", "$dynamicRef", "$recursiveRef"):
+            if kw in schema and schema[kw] is not True and schema[kw] != {}:
+                self.report.unsupported(kw, ptr, "not enforced by structgen")
+        for kw in ("dependencies", "dependentRequired", "dependentSchemas"):
+            if kw in schema and schema[kw]:
+                self.report.unsupported(kw, ptr, "not enforced by structgen")
+        if "if" in schema and ("then" in schema or "else" in schema):
+            self.report.unsupported("if", ptr, "if/then/else is not enforced by structgen")
+        if schema.get("uniqueItems") is True:
+            mx = schema.get("maxItems")
+            if not (isinstance(mx, int) and mx <= 1):
+                self.report.unsupported("uniqueItems", ptr,
+                                        "uniqueItems cannot be expressed by a grammar")
+
+    def allowed_types(self, schema: dict, ptr: str) -> set[str]:
+        t = schema.get("type")
+        if t is None:
+            return {"null", "boolean", "object", "array", "string", "number"}
+        ts = [t] if isinstance(t, str) else t
+        if not isinstance(ts, list) or not all(isinstance(x, str) for x in ts):
+            raise SchemaError("must be a type name or a list of them", keyword="type",
+                              pointer=ptr)
+        bad = [x for x in ts if x not in TYPES]
+        if bad:
+            self.report.unsupported("type", ptr, f"unknown type {bad[0]!r}")
+        out = {x for x in ts if x in TYPES}
+        if "integer" in out and "number" in out:
+            out.discard("integer")
+        return out
+
+    def apply_not(self, sub, types: set[str], ptr: str) -> set[str]:
+        sub, ptr2 = self.normalize(sub, ptr)
+        if sub is True or sub == {}:
+            return set()
+        if sub is False:
+            return types
+        if isinstance(sub, dict) and set(sub) - {"type", "description", "title"} == set() \
+                and "type" in sub:
+            nt = self.allowed_types(sub, ptr2)
+            out = set(types)
+            for t in nt:
+                if t == "number":
+                    out -= {"number", "integer"}
+                elif t == "integer" and "number" in out:
+                    self.report.unsupported("not", ptr, "'not integer' inside 'number'")
+                else:
+                    out.discard(t)
+            return out
+        self.report.unsupported("not", ptr, "'not' is enforced only for a list of types")
+        return types
+
+    # -- enum / const -----------------------------------------------------------------------
+    def enum_parts(self, schema: dict, ptr: str) -> _Parts:
+        if "const" in schema:
+            values = [schema["const"]]
+        else:
+            values = schema["enum"]
+            if not isinstance(values, list):
+                raise SchemaError("must be a list", keyword="enum", pointer=ptr)
+        others = {k for k in schema if k in ASSERTIONS} - {"enum", "const"}
+        out = _Parts()
+        check = self.value_checker(schema, others, ptr) if others else None
+        for v in values:
+            if check is not None and not check(v):
+                continue
+            self.add_const(out, v, ptr)
+        return out
+
+    def value_checker(self, schema: dict, keywords: set[str], ptr: str):
+        """A predicate telling whether a value satisfies the sibling keywords of an enum."""
+        if keywords == {"type"}:
+            types = self.allowed_types(schema, ptr)
+            return lambda v: _json_type(v) in types or (
+                _json_type(v) == "integer" and "number" in types) or (
+                _json_type(v) == "number" and "integer" in types and float(v).is_integer())
+        try:
+            from jsonschema import validators
+        except ImportError:
+            self.report.unsupported(sorted(keywords)[0], ptr,
+                                    "checking enum values against sibling keywords needs the "
+                                    "'jsonschema' package")
+            return None
+        sub = {k: v for k, v in schema.items() if k not in ("enum", "const")}
+        root = self.root if isinstance(self.root, dict) else {}
+        for k in ("$defs", "definitions"):
+            if k in root and k not in sub:
+                sub[k] = root[k]
+        if "$schema" in root:
+            sub["$schema"] = root["$schema"]
+        try:
+            validator = validators.validator_for(sub)(sub)
+        except Exception as exc:  # noqa: BLE001
+            self.report.unsupported(sorted(keywords)[0], ptr,
+                                    f"cannot check enum values against sibling keywords: {exc}")
+            return None
+
+        def check(v) -> bool:
+            try:
+                return validator.is_valid(v)
+            except Exception as exc:  # noqa: BLE001 - unresolvable refs and the like
+                self.report.unsupported(sorted(keywords)[0], ptr,
+                                        f"cannot check enum value {v!r}: {exc}")
+                return True
+        return check
+
+    def add_const(self, out: _Parts, v, ptr: str) -> None:
+        if v is None:
+            out.null = True
+        elif isinstance(v, bool):
+            out.booleans.add(v)
+        elif isinstance(v, str):
+            lit = json_literal(v)
+            if "/" in v:
+                item = ("re", canonical_string(v))
+            else:
+                item = ("lit", lit)
+            if item not in out.strings:
+                out.strings.append(item)
+        elif isinstance(v, (int, float)):
+            if isinstance(v, float) and not v.is_integer():
+                rx = re_literal(json.dumps(v))
+            else:
+                iv = int(v)
+                rx = re_literal(str(iv)) + r"(?:\.0+)?"
+                if iv == 0:
+                    rx = r"-?0(?:\.0+)?"
+            if rx not in out.numbers:
+                out.numbers.append(rx)
+        elif isinstance(v, dict):
+            props = [_Prop(k, {"const": x}, ptr, True) for k, x in v.items()]
+            out.objects.append(_ObjSpec(ptr, props, [], None, 0, None))
+        elif isinstance(v, list):
+            out.arrays.append(_ArrSpec(ptr, [({"const": x}, ptr) for x in v], None, len(v),
+                                       len(v)))
+
+    # -- strings ----------------------------------------------------------------------------
+    def string_regex(self, schema: dict, ptr: str) -> str | None:
+        """Regex (quotes included) for the string values ``schema`` allows, None if none."""
+        lo = _count(schema, "minLength", ptr) or 0
+        hi = _count(schema, "maxLength", ptr)
+        if hi is not None and hi < lo:
+            return None
+        pattern = schema.get("pattern")
+        fmt = schema.get("format")
+        if isinstance(fmt, str) and fmt not in FORMATS:
+            if fmt in STANDARD_FORMATS:
+                self.report.unsupported("format", ptr, f"format {fmt!r} is not enforced")
+            fmt = None
+        elif not isinstance(fmt, str):
+            fmt = None
+        if pattern is not None and fmt is not None:
+            self.report.unsupported("format", ptr, "'format' together with 'pattern'")
+            fmt = None
+        if fmt is not None:
+            pattern = "^(?:" + FORMATS[fmt] + ")$"
+            kw = "format"
+        else:
+            kw = "pattern"
+        if pattern is None:
+            if lo == 0 and hi is None:
+                return ANY_STRING
+            return self.length_string(lo, hi, ptr)
+        if not isinstance(pattern, str):
+            raise SchemaError("must be a string", keyword="pattern", pointer=ptr)
+        try:
+            if lo == 0 and hi is None:
+                return '"' + pattern_body(pattern) + '"'
+            bounds = pattern_length_bounds(pattern)
+            if bounds is not None and bounds[0] >= lo and (hi is None or bounds[1] <= hi):
+                return '"' + pattern_body(pattern) + '"'
+            body = pattern_with_length(pattern, lo, hi)
+        except PatternError as exc:
+            self.report.unsupported(kw, ptr, f"{exc}")
+            return self.length_string(lo, hi, ptr) if (lo or hi is not None) else ANY_STRING
+        if body is None:
+            self.report.unsupported("minLength" if lo else "maxLength", ptr,
+                                    f"length limits together with this {kw} are not "
+                                    "expressible (only one repeated part is handled)")
+            return '"' + pattern_body(pattern) + '"'
+        return '"' + body + '"'
+
+    def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
+        top = hi if hi is not None else lo
+        if top > 1000:
+            self.report.unsupported("maxLength" if hi is not None else "minLength", ptr,
+                                    "string length limits above 1000 are not enforced")
+            return ANY_STRING
+        if hi is None:
+            return f'"{ANY_UNIT}{{{lo},}}"'
+        return f'"{ANY_UNIT}{{{lo},{hi}}}"'
+
+    # -- numbers ----------------------------------------------------------------------------
+    def number_regex(self, schema: dict, ptr: str, *, integer: bool) -> str | None:
+        lo, lo_x, hi, hi_x = _bounds(schema, ptr)
+        mult = schema.get("multipleOf")
+        if mult is not None:
+            if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
+                raise SchemaError("must be a positive number", keyword="multipleOf", pointer=ptr)
+            if float(mult).is_integer():
+                integer = True
+                mult = int(mult)
+            else:
+                self.report.unsupported("multipleOf", ptr, "non-integer multipleOf (floating "
+                                        "point makes it ambiguous)")
+                mult = None
+        if integer:
+            ilo = None if lo is None else _int_ceil(lo, lo_x)
+            ihi = None if hi is None else _int_floor(hi, hi_x)
+            if ilo is not None and ihi is not None and ilo > ihi:
+                return None
+            if mult is not None and mult != 1:
+                return self.multiple_regex(mult, ilo, ihi, ptr)
+            if ilo is None and ihi is None:
+                return INTEGER
+            return int_range(ilo, ihi)
+        if lo is None and hi is None:
+            return NUMBER
+        return decimal_range(lo, lo_x, hi, hi_x)
+
+    def multiple_regex(self, k: int, lo, hi, ptr: str) -> str | None:
+        if lo is not None and hi is not None and (hi - lo) // k <= MAX_ENUMERATED_INTEGERS:
+            first = -(-lo // k) * k
+            vals = list(range(first, hi + 1, k))
+            if not vals:
+                return None
+            return "(?:" + "|".join(re_literal(str(v)) for v in vals) + ")"
+        j = 0
+        m = k
+        while m % 2 == 0 or m % 5 == 0:
+            m //= 2 if m % 2 == 0 else 5
+            j += 1
+        if m != 1 or (lo is not None and lo > 0) or (hi is not None and hi < 0) or (
+                lo is not None and hi is not None):
+            self.report.unsupported("multipleOf", ptr, "multipleOf with this range is not "
+                                    "expressible")
+            return int_range(lo, hi) if lo is not None or hi is not None else INTEGER
+        p = 10 ** j
+        ends = sorted({str(x).zfill(j) for x in range(0, p, k)})
+        small = [str(x) for x in range(k, p, k)]
+        tail = "(?:" + "|".join(ends) + ")"
+        mag = f"(?:0|{'|'.join(small) + '|' if small else ''}[1-9][0-9]*{tail})"
+        if lo is not None and lo == 0:
+            return mag
+        if hi is not None and hi == 0:
+            return f"(?:0|-{mag})"
+        return f"-?{mag}"
+
+    # -- objects ----------------------------------------------------------------------------
+    def object_spec(self, schema: dict, ptr: str) -> _ObjSpec | None:
+        props_in = schema.get("properties", {}) or {}
+        if not isinstance(props_in, dict):
+            raise SchemaError("must be an object", keyword="properties", pointer=ptr)
+        required = schema.get("required", []) or []
+        if not isinstance(required, list):
+            required = []
+        req = set(required)
+        pat = schema.get("patternProperties", {}) or {}
+        addl = schema.get("additionalProperties", True)
+        if self.strict and "additionalProperties" not in schema:
+            addl = False
+        pnames = schema.get("propertyNames")
+        props: list[_Prop] = []
+        for name, sub in props_in.items():
+            sptr = f"{ptr}/properties/{escape_pointer(name)}"
+            for pp, psub in pat.items():
+                if _search(pp, name):
+                    sub = sub if psub is True else psub if sub is True else \
+                        {"allOf": [sub, psub]}
+            props.append(_Prop(name, sub, sptr, name in req))
+        for name in required:
+            if name in props_in:
+                continue
+            sub = None
+            for pp, psub in pat.items():
+                if _search(pp, name):
+                    sub = psub if sub is None else {"allOf": [sub, psub]}
+            if sub is None:
+                sub = addl
+            props.append(_Prop(name, sub, f"{ptr}/required", True))
+        if pnames is not None and pnames is not True and pnames != {}:
+            props = self.filter_property_names(props, pnames, ptr)
+            if props is None:
+                return None
+        for p in props:
+            if p.schema is False or self.parts(p.schema, p.ptr).is_empty():
+                if p.required:
+                    return None
+                p.schema = False
+        props = [p for p in props if p.schema is not False]
+        lo = _count(schema, "minProperties", ptr) or 0
+        hi = _count(schema, "maxProperties", ptr)
+        extras: list = []
+        declared = [p.name for p in props] + [n for n in props_in if n not in
+                                              {p.name for p in props}]
+        if pnames is not None and pnames is not True and pnames != {}:
+            key_rx = self.property_name_regex(pnames, declared, ptr)
+            if key_rx is not None and addl is not False:
+                extras.append((key_rx, addl, f"{ptr}/additionalProperties", 0))
+            if pat:
+                self.report.unsupported("patternProperties", ptr,
+                                        "patternProperties together with propertyNames")
+        elif pat:
+            # Keys matching a pattern get the pattern's terminal, others the generic one: both
+            # end at the same closing quote, so the higher priority decides, exactly.
+            vals = [(pp, True if psub == {} else psub) for pp, psub in pat.items()]
+            addl_n = True if addl == {} else addl
+            groups: dict[str, list] = {}
+            for pp, psub in vals:
+                groups.setdefault(canonical_key(psub), []).append((pp, psub))
+            if len(groups) == 1 and canonical_key(vals[0][1]) == canonical_key(addl_n):
+                extras.append((string_excluding(declared), addl,
+                               f"{ptr}/additionalProperties", 0))
+            else:
+                if len(groups) > 1 and not self.patterns_disjoint([p for p, _ in vals], ptr):
+                    self.report.unsupported("patternProperties", ptr,
+                                            "overlapping patterns with different schemas")
+                for members in groups.values():
+                    joined = members[0][0] if len(members) == 1 else \
+                        "|".join(f"(?:{p})" for p, _ in members)
+                    rx = self.key_regex_for_pattern(joined, declared, ptr)
+                    if rx is not None:
+                        extras.append((rx, members[0][1], f"{ptr}/patternProperties/"
+                                       f"{escape_pointer(members[0][0])}", 1))
+                if addl is not False:
+                    aptr = f"{ptr}/additionalProperties"
+                    if not self.parts(addl, aptr).is_empty():
+                        extras.append((string_excluding(declared), addl, aptr, 0))
+        elif addl is not False:
+            aptr = f"{ptr}/additionalProperties"
+            if not self.parts(addl, aptr).is_empty():
+                extras.append((string_excluding(declared), addl, aptr, 0))
+        fallback = None
+        if len(extras) == 1 and extras[0][0] == string_excluding(declared):
+            fallback = (extras[0][1], extras[0][2])
+        spec = _ObjSpec(ptr, props, extras, fallback, lo, hi)
+        if spec.max is not None and spec.req_after[0] > spec.max:
+            return None
+        if not extras and spec.min > len(props):
+            return None
+        return spec
+
+    def filter_property_names(self, props, pnames, ptr):
+        out = []
+        for p in props:
+            if self.name_ok(p.name, pnames, ptr):
+                out.append(p)
+            elif p.required:
+                return None
+        return out
+
+    def name_ok(self, name: str, pnames, ptr: str) -> bool:
+        try:
+            from jsonschema import Draft202012Validator
+
+            sub, _ = self.normalize(pnames, ptr + "/propertyNames")
+            return Draft202012Validator(sub).is_valid(name)
+        except ImportError:
+            return True
+        except Exception:  # noqa: BLE001
+            return True
+
+    def property_name_regex(self, pnames, declared, ptr: str) -> str | None:
+        parts = self.parts(pnames, ptr + "/propertyNames")
+        if not parts.strings:
+            return None
+        if len(parts.strings) == 1 and parts.strings[0][0] == "re" and \
+                parts.strings[0][1] == ANY_STRING:
+            return string_excluding(declared)
+        rx = "(?:" + "|".join(s if k == "re" else re_literal(s) for k, s in parts.strings) + ")"
+        if any(_fullmatch(rx, json_literal(d)) for d in declared):
+            self.report.unsupported("propertyNames", ptr, "declared properties also match "
+                                    "propertyNames; other keys cannot exclude them")
+        return rx
+
+    def key_regex_for_pattern(self, pattern: str, declared, ptr: str) -> str | None:
+        try:
+            rx = '"' + pattern_body(pattern) + '"'
+        except PatternError as exc:
+            self.report.unsupported("patternProperties", ptr, str(exc))
+            return None
+        clash = [d for d in declared if _search(pattern, d)]
+        if clash:
+            # the declared names are handled by their own keys; a pattern key must not spell
+            # them, which a regex cannot subtract in general
+            self.report.unsupported("patternProperties", ptr,
+                                    f"pattern {pattern!r} also matches declared property "
+                                    f"{clash[0]!r}")
+        return rx
+
+    def patterns_disjoint(self, patterns, ptr: str) -> bool:
+        try:
+            import interegular
+
+            fsms = [interegular.parse_pattern(pattern_body(p)).to_fsm() for p in patterns]
+        except Exception:  # noqa: BLE001
+            return False
+        for i in range(len(fsms)):
+            for j in range(i + 1, len(fsms)):
+                try:
+                    if not (fsms[i] & fsms[j]).empty():
+                        return False
+                except Exception:  # noqa: BLE001
+                    return False
+        return True
+
+    # -- arrays -----------------------------------------------------------------------------
+    def array_spec(self, schema: dict, ptr: str) -> _ArrSpec | None:
+        prefix_raw = schema.get("prefixItems")
+        items = schema.get("items", True)
+        prefix: list = []
+        rest: tuple | None
+        if prefix_raw is not None:
+            prefix = [(s, f"{ptr}/prefixItems/{i}") for i, s in enumerate(prefix_raw)]
+            rest = (items, f"{ptr}/items")
+        elif isinstance(items, list):
+            prefix = [(s, f"{ptr}/items/{i}") for i, s in enumerate(items)]
+            rest = (schema.get("additionalItems", True), f"{ptr}/additionalItems")
+        else:
+            rest = (items, f"{ptr}/items")
+        lo = _count(schema, "minItems", ptr) or 0
+        hi = _count(schema, "maxItems", ptr)
+        if "contains" in schema:
+            need = schema.get("minContains", 1)
+            need = need if isinstance(need, int) else 1
+            c = schema["contains"]
+            if need > 0 and (c is False or c == {"not": {}}):
+                return None
+            if c is True or c == {}:
+                lo = max(lo, need)
+                if "maxContains" in schema:
+                    hi = schema["maxContains"] if hi is None else min(hi, schema["maxContains"])
+            elif need > 0 or "maxContains" in schema:
+                self.report.unsupported("contains", ptr, "'contains' with a schema is not "
+                                        "enforced by structgen")
+        hi = hi if isinstance(hi, int) else None
+        if rest[0] is False or self.parts(rest[0], rest[1]).is_empty():
+            rest = None
+        # a prefix item that admits nothing cuts the array there
+        for i, (s, p) in enumerate(prefix):
+            if s is False or self.parts(s, p).is_empty():
+                prefix = prefix[:i]
+                rest = None
+                hi = i if hi is None else min(hi, i)
+                break
+        if rest is None:
+            hi = len(prefix) if hi is None else min(hi, len(prefix))
+        if hi is not None and hi < lo:
+            return None
+        if hi is not None and hi > 2000 or lo > 2000:
+            self.report.unsupported("maxItems" if hi is not None else "minItems", ptr,
+                                    "item counts above 2000 are not enforced")
+            lo, hi = min(lo, 2000), None
+        return _ArrSpec(ptr, prefix, rest, lo, hi)
+
+    # -- unions -----------------------------------------------------------------------------
+    def union_parts(self, schema: dict, kw: str, ptr: str) -> _Parts:
+        branches = schema[kw]
+        if not isinstance(branches, list) or not branches:
+            raise SchemaError("must be a non-empty list", keyword=kw, pointer=ptr)
+        siblings = {k: v for k, v in schema.items() if k != kw}
+        merged = []
+        for i, b in enumerate(branches):
+            bptr = f"{ptr}/{kw}/{i}"
+            b, bptr2 = self.normalize(b, bptr)
+            if b is False:
+                continue
+            if any(k in ASSERTIONS for k in siblings):
+                bb = {} if b is True else b
+                b = merge_schemas(siblings, bb, bptr, self.report)
+            merged.append((b, bptr))
+        out = _Parts()
+        all_parts = [self.parts(b, p) for b, p in merged]
+        if kw == "oneOf":
+            for i in range(len(all_parts)):
+                for j in range(i + 1, len(all_parts)):
+                    if not self.parts_disjoint(all_parts[i], all_parts[j]):
+                        self.report.unsupported("oneOf", ptr, f"branches {i} and {j} may both "
+                                                "match a value; oneOf is enforced only when "
+                                                "its branches are disjoint")
+        for p in all_parts:
+            out.union(p)
+        return out
+
+    def parts_disjoint(self, a: _Parts, b: _Parts, depth: int = 0) -> bool:
+        common = a.types() & b.types()
+        for t in common:
+            if t == "null":
+                return False
+            if t == "boolean" and a.booleans & b.booleans:
+                return False
+            if t == "string" and not self.strings_disjoint(a.strings, b.strings):
+                return False
+            if t == "number" and not self.regexes_disjoint(a.numbers, b.numbers):
+                return False
+            if t == "object" and not all(self.objects_disjoint(x, y, depth) for x in a.objects
+                                         for y in b.objects):
+                return False
+            if t == "array" and not all(self.arrays_disjoint(x, y, depth) for x in a.arrays
+                                        for y in b.arrays):
+                return False
+        return True
+
+    def strings_disjoint(self, xs, ys) -> bool:
+        if all(k == "lit" for k, _ in xs) and all(k == "lit" for k, _ in ys):
+            return not ({s for _, s in xs} & {s for _, s in ys})
+        rx = [s if k == "re" else re_literal(s) for k, s in xs]
+        ry = [s if k == "re" else re_literal(s) for k, s in ys]
+        return self.regexes_disjoint(rx, ry)
+
+    def regexes_disjoint(self, xs, ys) -> bool:
+        try:
+            import interegular
+
+            fx = interegular.parse_pattern("|".join(f"(?:{x})" for x in xs)).to_fsm()
+            fy = interegular.parse_pattern("|".join(f"(?:{y})" for y in ys)).to_fsm()
+            return (fx & fy).empty()
+        except Exception:  # noqa: BLE001 - interegular cannot decide: assume overlap
+            return False
+
+    def objects_disjoint(self, x: _ObjSpec, y: _ObjSpec, depth: int) -> bool:
+        if depth > 3:
+            return False
+        for a, b in ((x, y), (y, x)):
+            for p in a.props:
+                if not p.required:
+                    continue
+                j = b.names.get(p.name)
+                if j is None:
+                    if not any(_fullmatch(e[0], json_literal(p.name)) for e in b.extras):
+                        return True
+                    continue
+                q = b.props[j]
+                if self.parts_disjoint(self.parts(p.schema, p.ptr), self.parts(q.schema, q.ptr),
+                                       depth + 1):
+                    return True
+        return False
+
+    def arrays_disjoint(self, x: _ArrSpec, y: _ArrSpec, depth: int) -> bool:
+        if depth > 3:
+            return False
+        if x.max is not None and x.max < y.min or y.max is not None and y.max < x.min:
+            return True
+        n = min(len(x.prefix), len(y.prefix))
+        for i in range(n):
+            if i < max(x.min, y.min) and self.parts_disjoint(
+                    self.parts(*x.prefix[i]), self.parts(*y.prefix[i]), depth + 1):
+                return True
+        return False
+
+    # -- emitting ---------------------------------------------------------------------------
+    def emit_parts(self, parts: _Parts, ptr: str) -> list[str]:
+        alts = []
+        if parts.null:
+            alts.append(self.lit("null"))
+        for v in sorted(parts.booleans, reverse=True):
+            alts.append(self.lit("true" if v else "false"))
+        if parts.strings:
+            if all(k == "lit" for k, _ in parts.strings):
+                alts.extend(self.lit(s, "S") for _, s in parts.strings)
+            elif len(parts.strings) == 1:
+                alts.append(self.regex(parts.strings[0][1], "S"))
+            else:
+                rx = "|".join(f"(?:{s})" if k == "re" else re_literal(s)
+                              for k, s in parts.strings)
+                alts.append(self.regex(rx, "S"))
+        if parts.numbers:
+            if len(parts.numbers) == 1:
+                alts.append(self.regex(parts.numbers[0], "N"))
+            else:
+                alts.append(self.regex("|".join(f"(?:{n})" for n in parts.numbers), "N"))
+        if parts.objects:
+            alts.append(self.object_rule(parts.objects, ptr))
+        if parts.arrays:
+            alts.append(self.array_rule(parts.arrays, ptr))
+        return alts
+
+    def object_rule(self, specs: list[_ObjSpec], ptr: str) -> str:
+        if len(specs) == 1:
+            return self.object_chain(specs[0])
+        return self.object_union(specs, ptr)
+
+    def object_chain(self, spec: _ObjSpec) -> str:
+        key = ("chain", id(spec))
+        found = self.union_memo.get(key)
+        if found is not None:
+            return found[0]
+        name = self.new_rule("o", spec.ptr)
+        self.union_memo[key] = (name, spec)
+        counted = spec.min > 0 or spec.max is not None
+        cap = max(spec.min, spec.max if spec.max is not None else 0)
+        rules: dict = {}
+        todo = []
+
+        def rule(i: int, c: int, first: bool) -> str:
+            k = (i, c if counted else 0, first)
+            r = rules.get(k)
+            if r is None:
+                r = self.new_rule("o", spec.ptr)
+                rules[k] = r
+                todo.append((k, r))
+            return r
+
+        def bump(c: int) -> int:
+            return min(c + 1, cap) if spec.max is None else c + 1
+
+        self.rules[name] = [f"{self.LB} {rule(0, 0, True)}"]
+        while todo:
+            (i, c, first), r = todo.pop()
+            sep = "" if first else self.COMMA + " "
+            alts = []
+            can_add = spec.max is None or c < spec.max
+            if i < len(spec.props):
+                p = spec.props[i]
+                if can_add:
+                    v = self.value(p.schema, p.ptr)
+                    alts.append(f"{sep}{self.lit(json_literal(p.name), 'K')} {self.COLON} {v} "
+                                f"{rule(i + 1, bump(c), False)}")
+                if not p.required:
+                    alts.append(rule(i + 1, c, first))
+            else:
+                if c >= spec.min:
+                    alts.append(self.RB)
+                if can_add:
+                    for rx, sch, eptr, prio in spec.extras:
+                        v = self.value(sch, eptr)
+                        alts.append(f"{sep}{self.regex(rx, 'K', prio)} {self.COLON} {v} "
+                                    f"{rule(i, bump(c), False)}")
+            self.rules[r] = alts
+        return name
+
+    def object_union(self, specs: list[_ObjSpec], ptr: str) -> str:
+        for s in specs:
+            if any(e[0] != string_excluding(list(s.names)) for e in s.extras):
+                self.report.unsupported("anyOf", ptr, "a union of object schemas where one "
+                                        "uses patternProperties or propertyNames")
+                return self.object_chain(specs[0])
+        ukey = ("ounion", tuple(id(s) for s in specs))
+        found = self.union_memo.get(ukey)
+        if found is not None:
+            return found[0]
+        name = self.new_rule("u", ptr)
+        self.union_memo[ukey] = (name, specs)
+        all_names = list(dict.fromkeys(n for s in specs for n in s.names))
+        other_rx = string_excluding(all_names)
+        states: dict = {}
+        todo: list = []
+
+        def norm_c(s: _ObjSpec, c: int) -> int:
+            if s.max is None:
+                return min(c, s.min)
+            return c
+
+        def state_rule(first: bool, members: frozenset) -> str:
+            k = (first, members)
+            r = states.get(k)
+            if r is None:
+                if len(states) >= MAX_UNION_STATES:
+                    raise SchemaError("object union needs too many states", keyword="anyOf",
+                                      pointer=ptr)
+                r = self.new_rule("u", ptr)
+                states[k] = r
+                todo.append((k, r))
+            return r
+
+        start = frozenset((b, 0, 0) for b in range(len(specs)))
+        self.rules[name] = [f"{self.LB} {state_rule(True, start)}"]
+        while todo:
+            (first, members), r = todo.pop()
+            sep = "" if first else self.COMMA + " "
+            alts = []
+            if any(specs[b].req_after[i] == 0 and c >= specs[b].min for b, i, c in members):
+                alts.append(self.RB)
+            keys = [(self.lit(json_literal(n), "K"), n) for n in all_names] + [
+                (self.regex(other_rx, "K"), None)]
+            for tok, kname in keys:
+                groups: dict[str, tuple] = {}
+                for b, i, c in members:
+                    s = specs[b]
+                    if s.max is not None and c >= s.max:
+                        continue
+                    j = s.names.get(kname) if kname is not None else None
+                    if j is not None:
+                        if j < i or s.req_after[i] - s.req_after[j] > 0:
+                            continue
+                        p = s.props[j]
+                        target, sch, sptr = (b, j + 1, norm_c(s, c + 1)), p.schema, p.ptr
+                    else:
+                        if s.req_after[i] > 0 or s.extra_fallback is None:
+                            continue
+                        sch, sptr = s.extra_fallback
+                        target = (b, len(s.props), norm_c(s, c + 1))
+                    gk = canonical_key(sch)
+                    g = groups.setdefault(gk, (sch, sptr, set()))
+                    g[2].add(target)
+                if not groups:
+                    continue
+                glist = list(groups.values())
+                if len(glist) > 1:
+                    gp = [self.parts(sch, sp) for sch, sp, _ in glist]
+                    for x in range(len(gp)):
+                        for y in range(x + 1, len(gp)):
+                            if not self.parts_disjoint(gp[x], gp[y]):
+                                self.report.unsupported(
+                                    "anyOf", ptr, f"branches give property {kname!r} "
+                                    "overlapping schemas; the union is not expressible")
+                for sch, sptr, targets in glist:
+                    v = self.value(sch, sptr)
+                    alts.append(f"{sep}{tok} {self.COLON} {v} "
+                                f"{state_rule(False, frozenset(targets))}")
+            self.rules[r] = alts
+        return name
+
+    def array_rule(self, specs: list[_ArrSpec], ptr: str) -> str:
+        ukey = ("aunion", tuple(id(s) for s in specs))
+        found = self.union_memo.get(ukey)
+        if found is not None:
+            return found[0]
+        name = self.new_rule("a", ptr)
+        self.union_memo[ukey] = (name, specs)
+        states: dict = {}
+        todo: list = []
+
+        def norm(s: _ArrSpec, i: int) -> int:
+            if s.max is None and s.rest is not None:
+                return min(i, max(len(s.prefix), s.min))
+            return i
+
+        def state_rule(first: bool, members: frozenset) -> str:
+            k = (first, members)
+            r = states.get(k)
+            if r is None:
+                if len(states) >= MAX_UNION_STATES:
+                    raise SchemaError("array needs too many states", keyword="items",
+                                      pointer=ptr)
+                r = self.new_rule("a", ptr)
+                states[k] = r
+                todo.append((k, r))
+            return r
+
+        start = frozenset((b, 0) for b in range(len(specs)))
+        self.rules[name] = [f"{self.LS} {state_rule(True, start)}"]
+        while todo:
+            (first, members), r = todo.pop()
+            sep = "" if first else self.COMMA + " "
+            alts = []
+            if any(i >= specs[b].min for b, i in members):
+                alts.append(self.RS)
+            groups: dict[str, tuple] = {}
+            for b, i in members:
+                s = specs[b]
+                if s.max is not None and i >= s.max:
+                    continue
+                if i < len(s.prefix):
+                    sch, sptr = s.prefix[i]
+                elif s.rest is not None:
+                    sch, sptr = s.rest
+                else:
+                    continue
+                g = groups.setdefault(canonical_key(sch), (sch, sptr, set()))
+                g[2].add((b, norm(s, i + 1)))
+            glist = list(groups.values())
+            if len(glist) > 1:
+                gp = [self.parts(sch, sp) for sch, sp, _ in glist]
+                for x in range(len(gp)):
+                    for y in range(x + 1, len(gp)):
+                        if not self.parts_disjoint(gp[x], gp[y]):
+                            self.report.unsupported("anyOf", ptr, "array branches with "
+                                                    "overlapping item schemas")
+            for sch, sptr, targets in glist:
+                v = self.value(sch, sptr)
+                alts.append(f"{sep}{v} {state_rule(False, frozenset(targets))}")
+            self.rules[r] = alts
+        return name
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+_LARK_ESCAPE = re.compile(r'\\\\"|\\.|/|\n', re.S)
+
+
+def _lark_regex(rx: str) -> str:
+    """Regex text as it must appear between slashes in a Lark grammar: ``/`` escaped, and
+    Lark's literal unescaping (which turns backslash-backslash-quote into an escaped quote)
+    avoided by writing the quote as a class."""
+    def sub(m) -> str:
+        t = m.group(0)
+        if t == '\\\\"':
+            return '\\\\["]'
+        if t == "/":
+            return "\\/"
+        if t == "\n":
+            return "\\n"
+        return t
+
+    return _LARK_ESCAPE.sub(sub, rx)
+
+
+def _json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _bounds(schema: dict, ptr: str):
+    lo = schema.get("minimum")
+    hi = schema.get("maximum")
+    lo_x = hi_x = False
+    emin = schema.get("exclusiveMinimum")
+    emax = schema.get("exclusiveMaximum")
+    if isinstance(emin, bool):
+        lo_x = emin and lo is not None
+    elif isinstance(emin, (int, float)):
+        if lo is None or emin >= lo:
+            lo, lo_x = emin, True
+    if isinstance(emax, bool):
+        hi_x = emax and hi is not None
+    elif isinstance(emax, (int, float)):
+        if hi is None or emax <= hi:
+            hi, hi_x = emax, True
+    for v, kw in ((lo, "minimum"), (hi, "maximum")):
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            raise SchemaError("must be a number", keyword=kw, pointer=ptr)
+    return lo, lo_x, hi, hi_x
+
+
+def _count(schema: dict, keyword: str, ptr: str) -> int | None:
+    """A non-negative count keyword (``maxItems`` ...); integral floats such as 2.0 count."""
+    v = schema.get(keyword)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != int(v):
+        raise SchemaError("must be a non-negative integer", keyword=keyword, pointer=ptr)
+    return int(v)
+
+
+def _int_ceil(x, strict: bool) -> int:
+    import math
+
+    c = math.ceil(x)
+    return c + 1 if strict and c == x else c
+
+
+def _int_floor(x, strict: bool) -> int:
+    import math
+
+    f = math.floor(x)
+    return f - 1 if strict and f == x else f
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
+def _fullmatch(rx: str, text: str) -> bool:
+    try:
+        return re.fullmatch(rx, text) is not None
+    except re.error:
+        return False
+
+
+def _prune(rules: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Drop alternatives that use rules deriving no string (dead union or chain states)."""
+    productive: set[str] = set()
+    changed = True
+    split = {n: [a.split() for a in dict.fromkeys(alts)] for n, alts in rules.items()}
+    while changed:
+        changed = False
+        for n, alts in split.items():
+            if n in productive:
+                continue
+            for a in alts:
+                if all(sym not in split or sym in productive for sym in a):
+                    productive.add(n)
+                    changed = True
+                    break
+    out = {}
+    for n, alts in split.items():
+        if n not in productive:
+            continue
+        out[n] = [" ".join(a) for a in alts if all(sym not in split or sym in productive
+                                                    for sym in a)]
+    return out
