@@ -64,7 +64,8 @@ from .json_schema_regex import (
 
 logger = logging.getLogger("structgen")
 
-__all__ = ["SUPPORTED_KEYWORDS", "SchemaError", "compile_json_schema", "json_schema_to_lark"]
+__all__ = ["SUPPORTED_KEYWORDS", "SchemaError", "compile_json_schema", "json_schema_grammar",
+           "json_schema_to_lark"]
 
 DEFAULT_MAX_WHITESPACE = 20
 MAX_RULES = 20_000
@@ -114,6 +115,17 @@ def json_schema_to_lark(schema, *, strict: bool = False, whitespace: str = "flex
     """
     return _build(schema, strict=strict, whitespace=whitespace, indent=indent,
                   separators=separators, max_whitespace=max_whitespace, lenient=lenient).text
+
+
+def json_schema_grammar(schema, *, strict: bool = False, whitespace: str = "flexible",
+                        indent: int | None = None, separators: tuple[str, str] | None = None,
+                        max_whitespace: int = DEFAULT_MAX_WHITESPACE, lenient: bool = False):
+    """The :class:`~structgen.Grammar` (LALR tables built and checked) for ``schema``; what
+    ``Grammar.from_json_schema`` returns. Same options and errors as
+    :func:`json_schema_to_lark`; a grammar with LALR conflicts is reported as well."""
+    built = _build(schema, strict=strict, whitespace=whitespace, indent=indent,
+                   separators=separators, max_whitespace=max_whitespace, lenient=lenient)
+    return _lalr_grammar(built, lenient)
 
 
 def compile_json_schema(compiler, schema, *, strict: bool = False, whitespace: str = "flexible",
