@@ -269,7 +269,7 @@ class _Emitter:
             if simple:
                 pieces.insert(0, "[" + "".join(simple) + "]")
         if slash:
-            pieces.append(r"\/|\\\/")
+            pieces.extend([r"\/", r"\\\/"])
         pieces.extend(special_spelling(c) for c in specials)
         if not pieces:
             return "(?!)"  # never used: an empty class; caught by the caller's emptiness check

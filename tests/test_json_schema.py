@@ -315,7 +315,7 @@ def test_pattern_translation_brute_force():
     alphabet = list("aZ09_-./\\\" \n\t\x01éxyz:@") + ["\u2000", "😀"]
     pats = [r"^[a-z]+$", r"abc", r"^\d{3}-\d{2}$", r"^[^\s]+$", r"\S", r"(?i)^[a-z]+$", r".",
             r"^[\w.-]+@[\w.-]+$", r"^$", r"^a|b$", r"[^a]", r"^[\x00-\x7f]*$", r"^\D+$",
-            r"^[\s\S]{2}$", "^[\"\\\\/]+$"]
+            r"^[\s\S]{2}$", "^[\"\\\\/]+$", r"^a/b", r"(https?://)?x"]
     for p in pats:
         rx = re.compile('"' + pattern_body(p) + '"')
         for _ in range(1500):
