@@ -91,7 +91,7 @@ class NativeBackend:
             for g in shadows:
                 c = int(np.searchsorted(offsets, g, side="right") - 1)
                 sh.append((c, g - int(offsets[c])))
-            out.append((stack, q, tuple(sorted(sh))))
+            out.append((stack, q, tuple(sorted(sh)), None))
         return tuple(out)
 
     def fork(self) -> NativeBackend:

@@ -13,8 +13,9 @@ import time
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, GrammarError
-from .grammar import Grammar, builtin_grammar_text
+from .grammar import Grammar, builtin_grammar_text, builtin_postlex
 from .lexer import LexerContexts
+from .postlex import Postlex, check_postlex
 from .reference import ReferenceEngine
 from .trie import TokenTrie, trie_for
 
@@ -100,15 +101,22 @@ class GrammarCompiler:
         self._lock = threading.Lock()
 
     def compile_grammar(self, grammar: str | Grammar, *, start: str = "start",
-                        precompute: bool = False) -> CompiledGrammar:
+                        precompute: bool = False,
+                        postlex: Postlex | None = None) -> CompiledGrammar:
         """Compile Lark grammar text (or a :class:`Grammar`). Errors name line and column.
 
         Masks are cached lazily as decoding meets new states; ``precompute=True`` fills the
         whole cache now (slower compile, flat per-token cost from the first token).
+        ``postlex`` runs Python-style indentation or Go-style semicolon insertion inside the
+        matcher (:mod:`structgen.postlex`), for grammars written for Lark's ``postlex=``.
         """
         if not isinstance(grammar, (str, Grammar)):
             raise GrammarError(f"grammar must be Lark text (str), got {type(grammar).__name__}")
-        key = (grammar if isinstance(grammar, str) else grammar.source, start)
+        if isinstance(grammar, Grammar):
+            postlex = grammar.postlex
+        check_postlex(postlex, None, None)
+        key = (grammar if isinstance(grammar, str) else grammar.source, start,
+               repr(postlex.key()) if postlex is not None else None)
         if self._cache_enabled:
             with self._lock:
                 found = self._cache.get(key)
@@ -117,7 +125,8 @@ class GrammarCompiler:
                     found.precompute()
                 return found
         t0 = time.perf_counter()
-        g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(grammar, start=start)
+        g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(
+            grammar, start=start, postlex=postlex)
         compiled = CompiledGrammar(g, self.tokenizer_info, self.trie)
         compiled.native_masker  # noqa: B018 - build the native tables now, not on first mask
         if precompute:
@@ -130,8 +139,10 @@ class GrammarCompiler:
         return compiled
 
     def compile_builtin(self, name: str, *, precompute: bool = False) -> CompiledGrammar:
-        """Compile a grammar shipped with structgen: ``"json"`` or ``"sql"``."""
-        return self.compile_grammar(builtin_grammar_text(name), precompute=precompute)
+        """Compile a grammar shipped with structgen: ``"json"``, ``"sql"``, ``"python"`` or
+        ``"go"`` (the last two with their post-lexers)."""
+        return self.compile_grammar(builtin_grammar_text(name), precompute=precompute,
+                                    postlex=builtin_postlex(name))
 
     def compile_json_schema(self, schema, **options) -> CompiledGrammar:
         """Compile a JSON Schema (dict or JSON text); see :mod:`structgen.json_schema` for the

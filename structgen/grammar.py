@@ -26,10 +26,15 @@ from lark.lexer import PatternStr
 from lark.parsers.lalr_analysis import Shift
 
 from .errors import GrammarError, RegexError
+from .postlex import NewlineSemicolons, Postlex, PythonIndenter, check_postlex
 
 logger = logging.getLogger("structgen")
 
-BUILTIN_GRAMMARS = ("json", "sql")
+BUILTIN_GRAMMARS = ("json", "sql", "python", "go")
+
+# Go inserts a semicolon at a line break after these tokens (the Go spec, "Semicolons");
+# the names are grammars/go.lark's.
+GO_SEMICOLON_AFTER: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Terminal:
     is_ignored: bool
     rank: int  # position in Lark's lexer order (priority, max width, pattern length, name)
     literal: str | None = None  # the exact text, for a string literal without flags
+    is_declared: bool = False  # %declare'd: only a post-lexer makes it (never lexed)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Grammar:
     nonterminal_names: tuple[str, ...]
     start_state: int
     end_state: int
+    postlex: Postlex | None = None  # run inside the matcher (structgen.postlex)
 
     @property
     def n_terminals(self) -> int:
@@ -85,16 +92,38 @@ class Grammar:
         row = self.action[state, : self.n_terminals]
         return tuple(int(i) for i in np.flatnonzero(row))
 
+    def accessing_terminals(self) -> np.ndarray:
+        """int32 [n_states]: the terminal shifted to enter each state, or -1 (entered by a goto
+        or the start). In an LR automaton every state has one accessing symbol."""
+        access = np.full(self.n_states, -1, dtype=np.int32)
+        states, terms = np.nonzero(self.action[:, : self.n_terminals] > 0)
+        access[self.action[states, terms] - 1] = terms
+        return access
+
     @classmethod
-    def from_lark(cls, text: str, *, start: str = "start") -> Grammar:
-        """Build from Lark grammar text; a :class:`GrammarError` names line and column."""
+    def from_lark(cls, text: str, *, start: str = "start",
+                  postlex: Postlex | None = None) -> Grammar:
+        """Build from Lark grammar text; a :class:`GrammarError` names line and column.
+
+        ``postlex`` is a :class:`structgen.postlex.PythonIndenter` or
+        :class:`~structgen.postlex.NewlineSemicolons`, run exactly inside the matcher.
+        """
         parser = _build_lark(text, start)
-        return _from_lark_instance(parser, text, start)
+        return _from_lark_instance(parser, text, start, postlex)
 
     @classmethod
     def builtin(cls, name: str) -> Grammar:
-        """One of the grammars shipped in ``structgen.grammars`` (``json``)."""
-        return cls.from_lark(builtin_grammar_text(name))
+        """One of the grammars shipped in ``structgen.grammars`` (see ``BUILTIN_GRAMMARS``)."""
+        return cls.from_lark(builtin_grammar_text(name), postlex=builtin_postlex(name))
+
+
+def builtin_postlex(name: str) -> Postlex | None:
+    """The post-lexer a built-in grammar is written for."""
+    if name == "python":
+        return PythonIndenter()
+    if name == "go":
+        return NewlineSemicolons(after=GO_SEMICOLON_AFTER)
+    return None
 
 
 def builtin_grammar_text(name: str) -> str:
@@ -197,7 +226,8 @@ def _place_of(message: str, text: str) -> dict:
     return {}
 
 
-def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
+def _from_lark_instance(parser: lark.Lark, text: str, start: str,
+                        postlex: Postlex | None = None) -> Grammar:
     ignore = set(parser.lexer_conf.ignore)
     lark_terms = list(parser.terminals)
     for t in lark_terms:
@@ -219,13 +249,26 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
                  literal=t.pattern.value if isinstance(t.pattern, PatternStr)
                  and not t.pattern.flags else None)
         for t in lark_terms)
-    term_index = {t.name: i for i, t in enumerate(terminals)}
     table = parser.parser.parser._parse_table
     states = table.states
     n_states = max(states) + 1
     rules = list(parser.rules)
     rule_index = {r: i for i, r in enumerate(rules)}
     nonterminals = sorted({r.origin.name for r in rules})
+    defined = {t.name for t in terminals}
+    declared = sorted({sym for acts in states.values() for sym in acts}
+                      - defined - set(nonterminals) - {"$END"})
+    check_postlex(postlex, defined, set(declared))
+    terminals += tuple(Terminal(name=n, regex="", priority=0, is_literal=False, is_ignored=False,
+                                rank=len(terminals) + i, is_declared=True)
+                       for i, n in enumerate(declared))
+    if isinstance(postlex, NewlineSemicolons):
+        # the newline's second reading: whitespace, where no semicolon is inserted
+        nl = next(t for t in terminals if t.name == postlex.newline)
+        terminals += (Terminal(name=f"{nl.name}(as whitespace)", regex=nl.regex,
+                               priority=nl.priority, is_literal=nl.is_literal, is_ignored=True,
+                               rank=nl.rank, literal=nl.literal),)
+    term_index = {t.name: i for i, t in enumerate(terminals)}
     nt_index = {n: i for i, n in enumerate(nonterminals)}
     action = np.zeros((n_states, len(terminals) + 1), dtype=np.int32)
     goto = np.full((n_states, len(nonterminals)), -1, dtype=np.int32)
@@ -240,10 +283,8 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
                     raise GrammarError(f"unexpected reduce on nonterminal {sym}")
                 goto[s, nt_index[sym]] = arg
                 continue
-            else:
-                # a terminal Lark declared but never defined (%declare): nothing can lex it
-                logger.debug("terminal %s has no definition; it can never appear", sym)
-                continue
+            else:  # pragma: no cover - every symbol is a terminal, nonterminal or $END
+                raise GrammarError(f"unknown symbol {sym} in Lark's parse table")
             if kind is Shift:
                 action[s, col] = arg + 1
             else:
@@ -253,6 +294,7 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str) -> Grammar:
     return Grammar(
         source=text, start=start, terminals=terminals, action=action, goto=goto,
         rule_lhs=rule_lhs, rule_len=rule_len,
-        rule_names=tuple(r.origin.name for r in rules),
-        nonterminal_names=tuple(nonterminals),
-        start_state=int(table.start_states[start]), end_state=int(table.end_states[start]))
+        rule_names=tuple(str(r.origin.name) for r in rules),
+        nonterminal_names=tuple(str(n) for n in nonterminals),
+        start_state=int(table.start_states[start]), end_state=int(table.end_states[start]),
+        postlex=postlex)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import GrammarError
 from .grammar import Grammar
+from .postlex import NewlineSemicolons, PythonIndenter
 from .regex_dfa import ByteDFA, literal_to_dfa, regex_to_dfa
 
 MAX_CONTEXT_STATES = 200_000
@@ -42,6 +43,40 @@ class ContextDFA:
         return self.final_only
 
 
+_NOTHING = ByteDFA(transitions=np.full((1, 256), -1, dtype=np.int32),
+                   accepting=np.zeros(1, dtype=bool))
+
+
+def _context_terminal_sets(grammar: Grammar, ignored: frozenset[int]) -> list[frozenset[int]]:
+    """Per LALR state, the terminals its lexer tries: the ones the parser has an action for,
+    plus the ignored ones, adjusted for the grammar's post-lexer.
+
+    ``PythonIndenter``: the newline lexes everywhere (inside brackets it is dropped, so the
+    parser need not take it). ``NewlineSemicolons``: right after a terminal that ends a statement
+    the newline is the statement terminator (lexed even where the parser rejects it, which
+    is then an error, as in Go); elsewhere only its whitespace twin lexes.
+    """
+    declared = {i for i, t in enumerate(grammar.terminals) if t.is_declared}
+    names = {t.name: i for i, t in enumerate(grammar.terminals)}
+    postlex = grammar.postlex
+    sets = []
+    access = grammar.accessing_terminals() if isinstance(postlex, NewlineSemicolons) else None
+    for s in range(grammar.n_states):
+        key = (set(grammar.acceptable_terminals(s)) - declared) | ignored
+        if isinstance(postlex, PythonIndenter):
+            key.add(names[postlex.newline])
+        elif isinstance(postlex, NewlineSemicolons):
+            nl = names[postlex.newline]
+            twin = names[f"{postlex.newline}(as whitespace)"]
+            if access[s] >= 0 and grammar.terminals[access[s]].name in postlex.after:
+                key.add(nl)
+                key.discard(twin)
+            else:
+                key.discard(nl)
+        sets.append(frozenset(key))
+    return sets
+
+
 class LexerContexts:
     """Terminal DFAs and the lazily built combined DFA of each LALR state's terminal set."""
 
@@ -50,6 +85,9 @@ class LexerContexts:
         self.terminal_dfas: list[ByteDFA] = []
         if prebuilt is None:
             for t in grammar.terminals:
+                if t.is_declared:  # never lexed: a post-lexer makes it
+                    self.terminal_dfas.append(_NOTHING)
+                    continue
                 try:
                     self.terminal_dfas.append(literal_to_dfa(t.literal) if t.literal
                                               else regex_to_dfa(t.regex))
@@ -59,8 +97,7 @@ class LexerContexts:
         self.ignored = frozenset(ignored)
         keys: dict[frozenset[int], int] = {}
         state_context = np.zeros(grammar.n_states, dtype=np.int32)
-        for s in range(grammar.n_states):
-            key = frozenset(grammar.acceptable_terminals(s)) | self.ignored
+        for s, key in enumerate(_context_terminal_sets(grammar, self.ignored)):
             state_context[s] = keys.setdefault(key, len(keys))
         self.state_context = state_context
         self.context_terminals: list[tuple[int, ...]] = [tuple(sorted(k)) for k in keys]
@@ -76,7 +113,8 @@ class LexerContexts:
         it would be too large or the terminal DFAs are not at hand (a loaded grammar)."""
         if self._any is None and self.terminal_dfas:
             try:
-                self._any = self._build(tuple(range(self.grammar.n_terminals)))
+                self._any = self._build(tuple(i for i, t in enumerate(self.grammar.terminals)
+                                              if not t.is_declared))
             except GrammarError:
                 self._any = False
         return self._any or None

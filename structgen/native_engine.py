@@ -96,7 +96,7 @@ class NativeMasker:
         offsets, state_context = self.offsets, self.state_context
         spec = [len(threads)]
         key = None
-        for stack, q, sh in threads:
+        for stack, q, sh, _post in threads:
             states = []
             node = stack
             while node is not None:

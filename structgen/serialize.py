@@ -19,7 +19,7 @@ import numpy as np
 from .errors import SerializationError
 
 FORMAT = "structgen-compiled-grammar"
-VERSION = 1
+VERSION = 2  # 2: declared terminals and the post-lexer are saved
 
 
 def save_compiled(compiled, path: str | Path) -> None:
@@ -35,7 +35,8 @@ def save_compiled(compiled, path: str | Path) -> None:
         "vocab_size": compiled.tokenizer_info.vocab_size,
         "start": g.start, "source": g.source,
         "terminals": [[t.name, t.regex, t.priority, t.is_literal, t.is_ignored, t.rank,
-                       t.literal] for t in g.terminals],
+                       t.literal, t.is_declared] for t in g.terminals],
+        "postlex": g.postlex.key() if g.postlex is not None else None,
         "rule_names": list(g.rule_names), "nonterminal_names": list(g.nonterminal_names),
         "start_state": g.start_state, "end_state": g.end_state,
         "context_terminals": [list(c.terminals) for c in contexts],
@@ -76,6 +77,7 @@ def load_compiled(path: str | Path, tokenizer_info):
     from .grammar import Grammar, Terminal
     from .lexer import ContextDFA, LexerContexts
     from .native_engine import MaskEntry
+    from .postlex import postlex_from_key
     from .trie import trie_for
 
     try:
@@ -96,14 +98,15 @@ def load_compiled(path: str | Path, tokenizer_info):
             f"{tokenizer_info.fingerprint[:12]}...); compile it for this tokenizer")
     try:
         terminals = tuple(Terminal(name=n, regex=r, priority=p, is_literal=lit, is_ignored=ign,
-                                   rank=rank, literal=text)
-                          for n, r, p, lit, ign, rank, text in header["terminals"])
+                                   rank=rank, literal=text, is_declared=dec)
+                          for n, r, p, lit, ign, rank, text, dec in header["terminals"])
         grammar = Grammar(
             source=header["source"], start=header["start"], terminals=terminals,
             action=data["action"], goto=data["goto"], rule_lhs=data["rule_lhs"],
             rule_len=data["rule_len"], rule_names=tuple(header["rule_names"]),
             nonterminal_names=tuple(header["nonterminal_names"]),
-            start_state=int(header["start_state"]), end_state=int(header["end_state"]))
+            start_state=int(header["start_state"]), end_state=int(header["end_state"]),
+            postlex=postlex_from_key(header["postlex"]))
         contexts = []
         for i, terms in enumerate(header["context_terminals"]):
             trans = data[f"ctx{i}_trans"]
