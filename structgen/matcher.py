@@ -16,6 +16,7 @@ from .backends import OVERFLOW, NativeBackend, ReferenceBackend
 from .bitmask import as_numpy_bitmask, bitmask_to_ids, bitmask_width, fill_row_from_ids
 from .compiler import CompiledGrammar
 from .errors import ConfigurationError, TokenizerError
+from .events import EventRecorder, GrammarEvent
 
 
 class GrammarMatcher:
@@ -44,11 +45,16 @@ class GrammarMatcher:
         self._special = frozenset(info.special_token_ids) | self._eos
         self._terminate_without_stop = terminate_without_stop_token
         self._masker = compiled_grammar.native_masker
-        self._backend = (NativeBackend(compiled_grammar) if engine == "native"
+        # the native engine has no post-lexer state: Python's indentation runs in the twin
+        self._reference_only = compiled_grammar.reference.indenter is not None
+        self._backend = (NativeBackend(compiled_grammar)
+                         if engine == "native" and not self._reference_only
                          else ReferenceBackend(compiled_grammar))
         self._spec_cache: tuple | None = None  # (state, native spec, cache key)
-        # history[i] = (state, terminated) after i accepted tokens
+        # history[i] = (state, terminated) after i accepted tokens; chunks[i] = token i's bytes
         self._history: list[tuple[object, bool]] = [(self._backend.initial(), False)]
+        self._chunks: list[bytes] = []
+        self._recorder = None  # grammar events, made on the first grammar_events() call
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -78,6 +84,7 @@ class GrammarMatcher:
     def reset(self) -> None:
         self._backend.truncate(self._history[0][0])
         del self._history[1:]
+        del self._chunks[:]
 
     def fork(self) -> GrammarMatcher:
         """An independent matcher in the same state. Cheap: states and stacks are shared,
@@ -87,6 +94,8 @@ class GrammarMatcher:
         self._backend = self._backend.fork()
         other._backend = self._backend.fork()
         other._history = list(self._history)
+        other._chunks = list(self._chunks)
+        other._recorder = self._recorder.fork() if self._recorder is not None else None
         other._spec_cache = None
         return other
 
@@ -97,6 +106,7 @@ class GrammarMatcher:
                 f"cannot roll back {num_tokens} tokens; {self.num_accepted_tokens} were accepted")
         if num_tokens:
             del self._history[-num_tokens:]
+            del self._chunks[-num_tokens:]
             self._backend.truncate(self._history[-1][0])
 
     # --- advancing --------------------------------------------------------------------------
@@ -132,6 +142,7 @@ class GrammarMatcher:
         if token_id in self._eos:
             if self._backend.can_end(state):
                 self._history.append((state, True))
+                self._chunks.append(b"")
                 return True
             return False
         if token_id >= self._n_tokens or token_id in self._special:
@@ -143,6 +154,7 @@ class GrammarMatcher:
         if nxt is None:
             return False
         self._history.append((nxt, False))
+        self._chunks.append(data)
         return True
 
     def accept_string(self, text: str | bytes) -> bool:
@@ -157,6 +169,7 @@ class GrammarMatcher:
         if nxt is None:
             return False
         self._history.append((nxt, False))
+        self._chunks.append(data)
         return True
 
     def validate_tokens(self, token_ids: list[int]) -> int:
@@ -169,6 +182,39 @@ class GrammarMatcher:
         if count:
             self.rollback(count)
         return count
+
+    # --- grammar events -------------------------------------------------------------------------
+    @property
+    def accepted_bytes(self) -> bytes:
+        """The text accepted so far, as bytes."""
+        return b"".join(self._chunks)
+
+    def grammar_events(self) -> list[GrammarEvent]:
+        """The rules the parser reduced and the terminals it shifted for the text so far, in
+        parse order (children before parents), each with its byte span and the accepted tokens
+        that hold it. Only events that every reading of the text agrees on are reported.
+
+        The first call replays the accepted text; later calls read only what changed (rollback
+        and fork are followed). The mask path never pays for this.
+        """
+        rec = self._recorder
+        if rec is None:
+            rec = self._recorder = EventRecorder(self.compiled_grammar)
+        fed, chunks = rec.fed, self._chunks
+        same = 0
+        limit = min(len(fed), len(chunks))
+        while same < limit and fed[same] is chunks[same]:
+            same += 1
+        if same < len(fed):
+            rec.rollback(len(fed) - same)
+        for data in chunks[same:]:
+            rec.feed(data)
+        ends = []
+        total = 0
+        for data in chunks:
+            total += len(data)
+            ends.append(total)
+        return rec.events(ends)
 
     # --- masks --------------------------------------------------------------------------------
     def allowed_token_ids(self, *, engine: str = "native") -> np.ndarray:
@@ -211,7 +257,7 @@ class GrammarMatcher:
     def _native_job(self, row: int) -> tuple | None:
         """The native fill job for the current state, or None when only EOS is left."""
         state, terminated = self._history[-1]
-        if terminated:
+        if terminated or self._reference_only:
             return None
         cached = self._spec_cache
         if cached is None or cached[0] is not state:

@@ -1,0 +1,238 @@
+"""RPG (structgen.repetition) and the grammar events it reads (structgen.events).
+
+A tabular LM built to loop -- it strongly prefers writing its last statement again -- never
+reaches EOS under greedy decoding with the grammar mask alone, and does with RPG, with every
+output still accepted by Lark. The detector finds exactly the planted repeats, and its tandem
+search agrees with brute force.
+"""
+
+from __future__ import annotations
+
+import random
+
+import lark
+import numpy as np
+import pytest
+
+from structgen import GrammarCompiler, GrammarMatcher, TokenizerInfo
+from structgen.errors import ConfigurationError
+from structgen.repetition import GrammarRepetitionPenalty, default_units
+
+GRAMMAR = r"""
+start: stmt+
+stmt: NAME "=" value ";" | "print" "(" value ")" ";" | "if" value "{" stmt* "}"
+value: NAME | NUMBER | value "+" value
+NAME: /[a-z]+/
+NUMBER: /[0-9]+/
+%ignore /[ \n]+/
+"""
+VOCAB = [b"x", b"y", b" = ", b"1", b"2", b";\n", b"print(", b")", b" + ", b"if ", b" {\n", b"}\n"]
+EOS = len(VOCAB)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    info = TokenizerInfo.from_byte_strings(VOCAB + [b"</s>"], eos_token_ids=[EOS])
+    return GrammarCompiler(info).compile_grammar(GRAMMAR)
+
+
+def lark_accepts(text: str) -> bool:
+    try:
+        lark.Lark(GRAMMAR, parser="lalr").parse(text)
+    except lark.exceptions.LarkError:
+        return False
+    return True
+
+
+class LoopingLM:
+    """Prefers, at each position of a statement, the token the previous statement had there;
+    EOS gets 5% after a finished statement. The first statement is ``x = 1;``."""
+
+    first = [0, 2, 3, 5]
+
+    def __init__(self, eos_prob: float = 0.05) -> None:
+        self.eos_prob = eos_prob
+
+    def next_token_logprobs(self, contexts):
+        out = np.empty((len(contexts), EOS + 1))
+        for i, ctx in enumerate(contexts):
+            ends = [j for j, t in enumerate(ctx) if t == 5]
+            current = list(ctx[ends[-1] + 1:]) if ends else list(ctx)
+            start = ends[-2] + 1 if len(ends) > 1 else 0
+            previous = list(ctx[start:ends[-1] + 1]) if ends else self.first
+            p = np.full(EOS + 1, 0.01)
+            pos = len(current)
+            want = previous[pos] if pos < len(previous) else 5
+            p[want] = 0.85
+            if not current and ends:
+                p[EOS] = self.eos_prob
+            out[i] = np.log(p / p.sum())
+        return out
+
+
+def greedy(compiled, lm, rpg=None, budget=160):
+    matcher = GrammarMatcher(compiled)
+    tracker = rpg.new_tracker() if rpg is not None else None
+    ctx: list[int] = []
+    for _ in range(budget):
+        scores = lm.next_token_logprobs([tuple(ctx)])[0]
+        allowed = matcher.allowed_token_ids()
+        masked = np.full_like(scores, -np.inf)
+        masked[allowed] = scores[allowed]
+        if rpg is not None:
+            rpg.penalize_row(tracker, masked)
+        t = int(np.argmax(masked))
+        assert matcher.accept_token(t)
+        if t == EOS:
+            return ctx, True
+        ctx.append(t)
+        if tracker is not None:
+            tracker.feed(VOCAB[t])
+    return ctx, False
+
+
+def text_of(ids) -> str:
+    return b"".join(VOCAB[t] for t in ids).decode()
+
+
+def test_looping_model_never_ends_without_rpg(compiled):
+    ids, ended = greedy(compiled, LoopingLM())
+    assert not ended
+    assert text_of(ids).startswith("x = 1;\nx = 1;\nx = 1;\n")
+
+
+@pytest.mark.parametrize("penalty", [0.9, 0.8])
+def test_rpg_makes_the_looping_model_end(compiled, penalty):
+    rpg = GrammarRepetitionPenalty(compiled, penalty=penalty)
+    ids, ended = greedy(compiled, LoopingLM(), rpg)
+    assert ended
+    text = text_of(ids)
+    assert lark_accepts(text)
+    copies = text.count("x = 1;")
+    # EOS wins once count * log(penalty) < log(p_eos / p_repeat) = log(0.05 / 0.85)
+    need = int(np.ceil(np.log(0.05 / 0.85) / np.log(penalty)))
+    assert need <= copies <= need + 2, (copies, need)
+
+
+def test_rpg_as_a_logits_processor_on_numpy_rows(compiled):
+    """The Hugging Face protocol: (input_ids [rows, length], scores) per step; the prompt is
+    whatever came before the first call."""
+    rpg = GrammarRepetitionPenalty(compiled)
+    lm = LoopingLM()
+    prompt = [9, 0, 10]  # an arbitrary prompt; only the generated tokens are parsed
+    seq = list(prompt)
+    penalized = 0
+    for _ in range(40):
+        gen = seq[len(prompt):]
+        scores = lm.next_token_logprobs([tuple(gen)])
+        out = rpg(np.array([seq]), scores.copy())
+        penalized += int(not np.array_equal(out, scores))
+        seq.append(int(np.argmax(out[0][:EOS])))
+    assert penalized > 0
+    assert rpg.stats["checks"] > 0
+
+
+def test_penalty_goes_to_the_tokens_that_continue_the_pattern(compiled):
+    rpg = GrammarRepetitionPenalty(compiled, penalty=0.5)
+    tracker = rpg.new_tracker()
+    assert tracker.feed(b"x = 1;\nx = 2;\nx = y;\n")
+    period, count = tracker.repeat()
+    assert (period, count) == (1, 3)
+    scores = np.zeros(EOS + 1)
+    rpg.penalize_row(tracker, scores)
+    log_pen = 3 * np.log(0.5)
+    assert scores[0] == pytest.approx(log_pen)  # `x` begins another assignment
+    assert scores[1] == pytest.approx(log_pen)  # so does `y`
+    assert scores[6] == 0.0  # `print(` starts a statement of another shape
+    assert scores[9] == 0.0  # so does `if`
+    assert scores[EOS] == 0.0
+
+
+def test_detector_finds_exactly_the_planted_repeats(compiled):
+    rpg = GrammarRepetitionPenalty(compiled)
+    rng = random.Random(0)
+    shapes = {"a": "x = 1;", "p": "print(y);", "i": "if x { y = 2; }", "s": "y = x + 1;"}
+    for _ in range(40):
+        # a varied lead-in, then k copies of a pattern of p units (names and numbers vary)
+        lead = [rng.choice("api") for _ in range(rng.randint(0, 3))]
+        period = rng.randint(1, 2)
+        pattern = rng.sample(sorted(shapes), period)
+        k = rng.randint(2, 5)
+        if lead and len(lead) >= period and lead[-period:] == pattern:
+            lead = lead[:-period]
+        while len(lead) >= period and lead[-period:] == pattern:
+            lead.pop()
+        units = lead + pattern * k
+        tracker = rpg.new_tracker()
+        assert tracker.feed(" ".join(shapes[u] for u in units).encode())
+        got_period, got_count = tracker.repeat()
+        assert got_count >= k
+        assert got_count * got_period >= k * period
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_tandem_search_matches_brute_force(compiled, seed):
+    rng = random.Random(seed)
+    rpg = GrammarRepetitionPenalty(compiled, window=64)
+    tracker = rpg.new_tracker()
+    tracker.shapes = [rng.randint(0, 2) for _ in range(rng.randint(0, 14))]
+    u = tracker.shapes
+    best = 1
+    for p in range(1, len(u) // 2 + 1):
+        c = 1
+        while (c + 1) * p <= len(u) and u[len(u) - (c + 1) * p:len(u) - c * p] == u[len(u) - p:]:
+            c += 1
+        # a partial copy before the c full ones does not count
+        best = max(best, c)
+    assert tracker.repeat()[1] == best
+
+
+def test_no_repeat_in_varied_code(compiled):
+    rpg = GrammarRepetitionPenalty(compiled)
+    tracker = rpg.new_tracker()
+    assert tracker.feed(b"x = 1; print(x); if y { x = 2; } y = x + 1; print(y + 1);")
+    assert tracker.repeat()[1] == 1
+    scores = np.zeros(EOS + 1)
+    assert rpg.penalize_row(tracker, scores) == 0 and not scores.any()
+
+
+def test_events_follow_rollback_and_fork(compiled):
+    m = GrammarMatcher(compiled)
+    ids = [0, 2, 3, 5, 6, 1, 7, 5]  # x = 1;\nprint(y);\n
+    for t in ids:
+        assert m.accept_token(t)
+    events = m.grammar_events()
+    stmts = [e for e in events if e.kind == "rule" and e.name == "stmt"]
+    assert [(m.accepted_bytes[e.start:e.end].strip()) for e in stmts] == [b"x = 1;", b"print(y);"]
+    assert stmts[1].first_token == 3 and stmts[1].last_token == 7
+    f = m.fork()
+    before = m.grammar_events()
+    for t in [0, 2, 3, 5]:  # the fork's events do not leak into the original
+        assert f.accept_token(t)
+    assert len([e for e in f.grammar_events() if e.name == "stmt"]) == 3
+    assert m.grammar_events() == before
+    f.rollback(4)
+    m.rollback(4)
+    assert [e.name for e in m.grammar_events() if e.name == "stmt"] == ["stmt"]
+    assert len([e for e in f.grammar_events() if e.name == "stmt"]) == 2
+    assert m.accept_token(1)
+    names = [e.name for e in m.grammar_events()]
+    assert names.count("stmt") == 1 and "NAME" in names
+
+
+def test_default_units_and_bad_options(compiled):
+    assert default_units(compiled) == frozenset({"stmt"})
+    with pytest.raises(ConfigurationError, match="penalty"):
+        GrammarRepetitionPenalty(compiled, penalty=1.5)
+    with pytest.raises(ConfigurationError, match="no such rules"):
+        GrammarRepetitionPenalty(compiled, units=["statement"])
+
+
+def test_critic_scores_repeats(compiled):
+    rpg = GrammarRepetitionPenalty(compiled)
+    critic = rpg.critic()
+    loop = (0, 2, 3, 5) * 4
+    varied = (0, 2, 3, 5, 6, 1, 7, 5)
+    scores = critic([loop, varied], [False, False])
+    assert scores[0] == pytest.approx(4 * np.log(0.9))
+    assert scores[1] == 0.0
