@@ -33,12 +33,14 @@ cdef struct TSet:
     int32_t n
     int32_t unk
     int32_t overflow
+    int32_t col              # indentation column after the last line break (PythonIndenter)
     Thread t[MAX_THREADS]
 
 
 cdef struct Arena:
     int32_t* state
     int32_t* parent
+    int32_t* aux             # the column of an _INDENT node (PythonIndenter), else 0
     int32_t size
     int32_t cap
     int32_t failed
@@ -66,22 +68,36 @@ cdef struct Tables:
     int32_t end_term
     int32_t end_state
     int32_t any_start      # start of the all-terminals lexer (context expansion), or -1
+    # PythonIndenter, read off the parser stack (ind_newline < 0: no indenter): a state's
+    # bracket_delta is +1/-1 when it was entered by shifting an opening/closing bracket, and
+    # indent_state is 1 for states entered by shifting _INDENT (their nodes hold the column)
+    # and 2 for _DEDENT (a shifted _DEDENT closes the nearest level below until its block
+    # is reduced)
+    int32_t ind_newline
+    int32_t ind_indent
+    int32_t ind_dedent
+    int32_t tab_len
+    const int8_t* bracket_delta
+    const uint8_t* indent_state
 
 
 cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
     a.state = <int32_t*>malloc(cap * sizeof(int32_t))
     a.parent = <int32_t*>malloc(cap * sizeof(int32_t))
+    a.aux = <int32_t*>malloc(cap * sizeof(int32_t))
     a.size = 0
     a.cap = cap
     a.failed = 0
-    return 0 if (a.state != NULL and a.parent != NULL) else -1
+    return 0 if (a.state != NULL and a.parent != NULL and a.aux != NULL) else -1
 
 
 cdef void arena_free(Arena* a) noexcept nogil:
     free(a.state)
     free(a.parent)
+    free(a.aux)
     a.state = NULL
     a.parent = NULL
+    a.aux = NULL
 
 
 cdef inline int32_t arena_push(Arena* a, int32_t state, int32_t parent) noexcept nogil:
@@ -98,9 +114,15 @@ cdef inline int32_t arena_push(Arena* a, int32_t state, int32_t parent) noexcept
             a.failed = 1
             return -1
         a.parent = p
+        p = <int32_t*>realloc(a.aux, 2 * a.cap * sizeof(int32_t))
+        if p == NULL:
+            a.failed = 1
+            return -1
+        a.aux = p
         a.cap *= 2
     a.state[a.size] = state
     a.parent[a.size] = parent
+    a.aux[a.size] = 0
     a.size += 1
     return a.size - 1
 
@@ -133,6 +155,91 @@ cdef int32_t feed(const Tables* g, Arena* a, int32_t node, int32_t term) noexcep
             return -1
 
 
+cdef int32_t complete(const Tables* g, Arena* a, int32_t node, int32_t term,
+                      int32_t col) noexcept nogil:
+    """End a lexeme of ``term`` (ReferenceEngine.complete): skip it if ignored, else feed it,
+    through the PythonIndenter for the newline terminal. New top node, -1, or UNKNOWN."""
+    cdef int32_t n, st, depth = 0, level = 0, k = 0
+    if g.ignored[term]:
+        return node
+    if term != g.ind_newline:
+        return feed(g, a, node, term)
+    # bracket depth and the innermost open indentation column, from the stack
+    n = node
+    while n >= 0:
+        st = a.state[n]
+        if st < 0:
+            return UNKNOWN
+        depth += g.bracket_delta[st]
+        n = a.parent[n]
+    if depth > 0:
+        return node  # inside brackets a line break is whitespace
+    n = open_indent(g, a, node)
+    if n >= 0:
+        level = a.aux[n]
+    node = feed(g, a, node, term)
+    if node < 0:
+        return node
+    if col > level:
+        node = feed(g, a, node, g.ind_indent)
+        if node >= 0:
+            a.aux[node] = col
+        return node
+    # dedent: one _DEDENT per open level deeper than col, which must then be a level
+    while col < level:
+        k += 1
+        n = open_indent(g, a, a.parent[n])
+        level = a.aux[n] if n >= 0 else 0
+    if col != level:
+        return -1
+    while k > 0 and node >= 0:
+        node = feed(g, a, node, g.ind_dedent)
+        k -= 1
+    return node
+
+
+cdef int32_t open_indent(const Tables* g, Arena* a, int32_t n) noexcept nogil:
+    """The innermost node at or below ``n`` that holds an open indentation level, or -1."""
+    cdef int32_t pending = 0, kind
+    while n >= 0 and a.state[n] >= 0:
+        kind = g.indent_state[a.state[n]]
+        if kind == 2:
+            pending += 1
+        elif kind == 1:
+            if pending == 0:
+                return n
+            pending -= 1
+        n = a.parent[n]
+    return -1
+
+
+cdef int32_t close_levels(const Tables* g, Arena* a, int32_t node) noexcept nogil:
+    """Feed one _DEDENT per open indentation level (the end of the text)."""
+    cdef int32_t n, k = 0
+    if g.ind_newline < 0:
+        return node
+    n = open_indent(g, a, node)
+    while n >= 0:
+        k += 1
+        n = open_indent(g, a, a.parent[n])
+    while k > 0 and node >= 0:
+        node = feed(g, a, node, g.ind_dedent)
+        k -= 1
+    return node
+
+
+cdef inline int32_t column_after(const Tables* g, int32_t col, uint8_t b) noexcept nogil:
+    if g.ind_newline < 0:
+        return 0
+    if b == 10:
+        return 0
+    if b == 32:
+        return col + 1
+    if b == 9:
+        return col + g.tab_len
+    return col
+
+
 cdef bint feed_end(const Tables* g, Arena* a, int32_t node) noexcept nogil:
     """Does end of input complete a sentence on this stack? (nodes pushed are scratch)"""
     cdef int32_t st, act, r, k, nxt
@@ -161,24 +268,39 @@ cdef bint feed_end(const Tables* g, Arena* a, int32_t node) noexcept nogil:
             return True
 
 
-cdef bint tset_can_end(const Tables* g, Arena* a, const TSet* ts) noexcept nogil:
-    """Is the text a complete sentence under some thread?"""
+cdef bint tset_can_end(const Tables* g, Arena* a, const TSet* ts0) noexcept nogil:
+    """Is the text a complete sentence under some thread? (With a PythonIndenter the text is
+    read as followed by a line break, and open indentation levels are closed.)"""
     cdef int32_t k, w, n2, top = a.size
     cdef const Thread* th
     cdef bint ok
+    cdef TSet nl
+    cdef const TSet* ts = ts0
+    if g.ind_newline >= 0:
+        tset_step(g, a, ts0, 10, &nl)
+        if nl.overflow:
+            a.size = top
+            return False
+        ts = &nl
     for k in range(ts.n):
         th = &ts.t[k]
         ok = False
+        if th.node == ANY_NODE:
+            continue
         if th.q < 0:
-            ok = feed_end(g, a, th.node)
+            n2 = close_levels(g, a, th.node)
+            ok = n2 >= 0 and feed_end(g, a, n2)
         else:
             w = g.lex_winner[th.q]
             if w >= 0:
-                n2 = th.node if g.ignored[w] else feed(g, a, th.node, w)
+                n2 = complete(g, a, th.node, w, ts.col)
+                if n2 >= 0:
+                    n2 = close_levels(g, a, n2)
                 ok = n2 >= 0 and feed_end(g, a, n2)
-        a.size = top
         if ok:
+            a.size = top
             return True
+    a.size = top
     return False
 
 
@@ -240,6 +362,7 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
     dst.n = 0
     dst.unk = 0
     dst.overflow = 0
+    dst.col = column_after(g, src.col, b)
     for k in range(src.n):
         th = &src.t[k]
         if th.node == ANY_NODE:
@@ -272,10 +395,7 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
             tset_add(dst, th.node, q2, sh, nsh, -1)
         w = g.lex_winner[th.q]
         if w >= 0 and not (q2 >= 0 and g.lex_winner[q2] >= 0):
-            if g.ignored[w]:
-                n2 = th.node
-            else:
-                n2 = feed(g, a, th.node, w)
+            n2 = complete(g, a, th.node, w, src.col)
             if n2 == UNKNOWN:
                 if g.any_start >= 0:
                     tset_add_any(g, dst, g.lex_trans[g.any_start * 256 + b])
@@ -288,7 +408,9 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
 
 
 cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept nogil:
-    """1: its partial lexeme can end as a terminal the stack takes; 0: cannot; 2: unknown."""
+    """1: its partial lexeme can end as a terminal the stack takes; 0: cannot; 2: unknown.
+    (A partial newline lexeme may still end at any column: as whitespace inside brackets, or
+    as a newline the parser takes.)"""
     cdef int32_t k, r, top = a.size
     cdef int res = 0
     if th.node == ANY_NODE:
@@ -296,6 +418,15 @@ cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept 
     if th.q < 0 or g.alive_ignored[th.q]:
         return 1
     for k in range(g.alive_ptr[th.q], g.alive_ptr[th.q + 1]):
+        if g.alive_terms[k] == g.ind_newline:
+            r = complete(g, a, th.node, g.ind_newline, 0)  # UNKNOWN on a partial stack
+            if r >= 0 and r == th.node:
+                a.size = top
+                return 1  # inside brackets
+            a.size = top
+            if r == UNKNOWN:
+                res = 2
+                continue
         r = feed(g, a, th.node, g.alive_terms[k])
         a.size = top
         if r >= 0:
@@ -388,13 +519,14 @@ cdef struct Job:
 
 
 cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noexcept nogil:
-    """Build the starting thread set from ``spec``:
-    [n_threads, then per thread: depth, states bottom..top, q, n_shadows, shadows...]."""
+    """Build the starting thread set from ``spec``: [n_threads, then per thread: depth,
+    (state, aux) bottom..top, q, n_shadows, shadows..., then the column]."""
     cdef int32_t n = spec[0], pos = 1, k, j, depth, node
     cdef Thread* th
     ts.n = 0
     ts.unk = 0
     ts.overflow = 0
+    ts.col = 0
     if n > MAX_THREADS:
         return -1
     for k in range(n):
@@ -404,8 +536,10 @@ cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noe
         if partial:
             node = arena_push(a, UNKNOWN_STATE, -1)
         for j in range(depth):
-            node = arena_push(a, spec[pos + j], node)
-        pos += depth
+            node = arena_push(a, spec[pos + 2 * j], node)
+            if node >= 0:
+                a.aux[node] = spec[pos + 2 * j + 1]
+        pos += 2 * depth
         th = &ts.t[k]
         th.node = node
         th.q = spec[pos]
@@ -417,6 +551,7 @@ cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noe
             th.sh[j] = spec[pos + j]
         pos += th.nsh
         ts.n += 1
+    ts.col = spec[pos]
     return -1 if a.failed else 0
 
 
@@ -508,7 +643,8 @@ cdef class NativeEngine:
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
-                 tok_ids, int end_state, eos_ids, final_only, int any_start=-1):
+                 tok_ids, int end_state, eos_ids, final_only, int any_start=-1,
+                 indenter=None):
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -528,6 +664,20 @@ cdef class NativeEngine:
             tok_ids=np.ascontiguousarray(tok_ids, dtype=np.int64),
             eos_ids=np.ascontiguousarray(eos_ids, dtype=np.int64),
         )
+        n_states = arrays["action"].shape[0]
+        if indenter is None:
+            arrays["bracket_delta"] = np.zeros(max(n_states, 1), dtype=np.int8)
+            arrays["indent_state"] = np.zeros(max(n_states, 1), dtype=np.uint8)
+            self.g.ind_newline = self.g.ind_indent = self.g.ind_dedent = -1
+            self.g.tab_len = 0
+        else:
+            newline, indent, dedent, tab_len, bracket_delta, indent_state = indenter
+            arrays["bracket_delta"] = np.ascontiguousarray(bracket_delta, dtype=np.int8)
+            arrays["indent_state"] = np.ascontiguousarray(indent_state, dtype=np.uint8)
+            if arrays["bracket_delta"].shape[0] != n_states or arrays["indent_state"].shape[0] != n_states:
+                raise ValueError("indenter tables need one entry per parser state")
+            self.g.ind_newline, self.g.ind_indent, self.g.ind_dedent = newline, indent, dedent
+            self.g.tab_len = tab_len
         for name, dtype in (("tok_data", np.uint8), ("alive_terms", np.int32),
                             ("tok_lcp", np.int32), ("tok_ids", np.int64), ("eos_ids", np.int64)):
             if arrays[name].size == 0:
@@ -554,6 +704,8 @@ cdef class NativeEngine:
         self.g.end_term = arrays["action"].shape[1] - 1
         self.g.end_state = end_state
         self.g.any_start = any_start
+        self.g.bracket_delta = <const int8_t*>cnp.PyArray_DATA(arrays["bracket_delta"])
+        self.g.indent_state = _u8(arrays["indent_state"])
         self._n_eos = len(eos_ids)
         self._n_tokens = len(tok_lcp)
         self.all_lcp = _i32(arrays["tok_lcp"])
@@ -572,7 +724,7 @@ cdef class NativeEngine:
         unknown: (accepted, uncertain) arrays of trie positions, or None on overflow."""
         status = np.zeros(max(self._n_tokens, 1), dtype=np.uint8)
         cdef uint8_t[::1] st = status
-        spec = np.array([1, 1, state, q, 0], dtype=np.int32)
+        spec = np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32)
         cdef int32_t[::1] sp = spec
         cdef int rc
         with nogil:

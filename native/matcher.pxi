@@ -66,12 +66,13 @@ cdef int tset_settle(const Tables* g, Arena* a, TSet* src, TSet* dst) noexcept n
     dst.n = 0
     dst.unk = 0
     dst.overflow = 0
+    dst.col = src.col
     for k in range(src.n):
         th = &src.t[k]
         if th.q >= 0:
             w = g.lex_winner[th.q]
             if w >= 0 and g.final_only[th.q]:
-                n2 = th.node if g.ignored[w] else feed(g, a, th.node, w)
+                n2 = complete(g, a, th.node, w, src.col)
                 if n2 >= 0:
                     tset_add(dst, n2, -1, th.sh, th.nsh, -1)
                 continue
@@ -126,6 +127,7 @@ cdef class NativeMatcherCore:
         snap.ts.n = 1
         snap.ts.unk = 0
         snap.ts.overflow = 0
+        snap.ts.col = 0
         snap.ts.t[0].node = node
         snap.ts.t[0].q = -1
         snap.ts.t[0].nsh = 0
@@ -177,7 +179,7 @@ cdef class NativeMatcherCore:
 
     def spec(self, NodeArena arena, Snapshot snap):
         """(int32 thread spec for fill jobs, mask-cache key or None), as NativeMasker.spec_of:
-        ``[n, (depth, states bottom..top, q, n_shadows, shadows...)*]``."""
+        ``[n, (depth, (state, aux) bottom..top, q, n_shadows, shadows...)*, column]``."""
         cdef int32_t k, j, node, depth, total = 1, pos, top_state = -1
         cdef Thread* th
         cdef cnp.ndarray out
@@ -190,7 +192,8 @@ cdef class NativeMatcherCore:
             while node >= 0:
                 depth += 1
                 node = arena.a.parent[node]
-            total += 3 + depth + th.nsh
+            total += 3 + 2 * depth + th.nsh
+        total += 1
         out = np.empty(total, dtype=np.int32)
         o = <int32_t*>cnp.PyArray_DATA(out)
         o[0] = snap.ts.n
@@ -206,22 +209,24 @@ cdef class NativeMatcherCore:
             node = th.node
             top_state = arena.a.state[node] if node >= 0 else -1
             for j in range(depth):
-                o[pos + depth - j] = arena.a.state[node]
+                o[pos + 2 * (depth - j) - 1] = arena.a.state[node]
+                o[pos + 2 * (depth - j)] = arena.a.aux[node]
                 node = arena.a.parent[node]
-            pos += depth + 1
+            pos += 2 * depth + 1
             o[pos] = th.q
             o[pos + 1] = th.nsh
             for j in range(th.nsh):
                 o[pos + 2 + j] = th.sh[j]
             pos += 2 + th.nsh
+        o[pos] = snap.ts.col
         PyThread_release_lock(arena.lock)
         if snap.ts.n == 1 and snap.ts.t[0].nsh == 0:
             return out, (top_state, snap.ts.t[0].q)
         return out, None
 
     def threads(self, NodeArena arena, Snapshot snap):
-        """The snapshot as reference-engine threads: [(states bottom..top, q, shadows)] with
-        global lexer state ids."""
+        """The snapshot as reference-engine threads: [(states bottom..top, q, shadows, aux
+        bottom..top)] with global lexer state ids, and the indentation column."""
         cdef list result = []
         cdef int32_t k, j, node
         cdef Thread* th
@@ -230,12 +235,15 @@ cdef class NativeMatcherCore:
             for k in range(snap.ts.n):
                 th = &snap.ts.t[k]
                 states = []
+                aux = []
                 node = th.node
                 while node >= 0:
                     states.append(arena.a.state[node])
+                    aux.append(arena.a.aux[node])
                     node = arena.a.parent[node]
                 states.reverse()
-                result.append((states, th.q, tuple(th.sh[j] for j in range(th.nsh))))
+                aux.reverse()
+                result.append((states, th.q, tuple(th.sh[j] for j in range(th.nsh)), aux))
         finally:
             PyThread_release_lock(arena.lock)
-        return result
+        return result, snap.ts.col

@@ -81,7 +81,16 @@ class NativeBackend:
         masker = self.masker
         offsets = masker.offsets
         out = []
-        for states, qg, shadows in self.core.threads(self.arena, state):
+        threads, col = self.core.threads(self.arena, state)
+        for states, qg, shadows, aux in threads:
+            post = None
+            if masker.indent_state is not None:
+                depth = int(sum(int(masker.bracket_delta[s]) for s in states))
+                kinds = [int(masker.indent_state[s]) for s in states]
+                opened = [x for k, x in zip(kinds, aux, strict=True) if k == 1]
+                closed = kinds.count(2)  # shifted _DEDENTs close the top-most levels
+                levels = (0,) + tuple(opened[: len(opened) - closed])
+                post = (col, depth, levels)
             stack = None
             for st in states:
                 stack = (st, stack)
@@ -91,7 +100,7 @@ class NativeBackend:
             for g in shadows:
                 c = int(np.searchsorted(offsets, g, side="right") - 1)
                 sh.append((c, g - int(offsets[c])))
-            out.append((stack, q, tuple(sorted(sh)), None))
+            out.append((stack, q, tuple(sorted(sh)), post))
         return tuple(out)
 
     def fork(self) -> NativeBackend:

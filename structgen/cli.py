@@ -208,10 +208,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler import GrammarCompiler
+    from .grammar import BUILTIN_GRAMMARS
 
     info = _load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
-    compiled = GrammarCompiler(info).compile_grammar(_grammar_text(args.grammar, regex=args.regex))
+    compiler = GrammarCompiler(info)
+    if args.grammar in BUILTIN_GRAMMARS and not args.regex:  # with its start rule and post-lexer
+        compiled = compiler.compile_builtin(args.grammar)
+    else:
+        compiled = compiler.compile_grammar(_grammar_text(args.grammar, regex=args.regex))
     t1 = time.perf_counter()
     print(f"compiled {args.grammar}: {compiled!r} in {(t1 - t0) * 1e3:.0f} ms")
 
@@ -233,11 +238,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .grammar import Grammar
+    from .grammar import BUILTIN_GRAMMARS, Grammar
     from .lexer import LexerContexts
     from .reference import ReferenceEngine
 
-    grammar = Grammar.from_lark(_grammar_text(args.grammar), start=args.start)
+    if args.grammar in BUILTIN_GRAMMARS:
+        grammar = Grammar.builtin(args.grammar)
+    else:
+        grammar = Grammar.from_lark(_grammar_text(args.grammar), start=args.start)
     lexers = LexerContexts(grammar)
     engine = ReferenceEngine(grammar, lexers)
     print(f"grammar ok: {grammar.n_states} parser states, {grammar.n_terminals} terminals")

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, GrammarError
-from .grammar import Grammar, builtin_grammar_text, builtin_postlex
+from .grammar import Grammar, builtin_grammar_text, builtin_postlex, builtin_start
 from .lexer import LexerContexts
 from .postlex import Postlex, check_postlex
 from .reference import ReferenceEngine
@@ -142,7 +142,7 @@ class GrammarCompiler:
         """Compile a grammar shipped with structgen: ``"json"``, ``"sql"``, ``"python"`` or
         ``"go"`` (the last two with their post-lexers)."""
         return self.compile_grammar(builtin_grammar_text(name), precompute=precompute,
-                                    postlex=builtin_postlex(name))
+                                    start=builtin_start(name), postlex=builtin_postlex(name))
 
     def compile_json_schema(self, schema, **options) -> CompiledGrammar:
         """Compile a JSON Schema (dict or JSON text); see :mod:`structgen.json_schema` for the

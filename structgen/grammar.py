@@ -34,7 +34,10 @@ BUILTIN_GRAMMARS = ("json", "sql", "python", "go")
 
 # Go inserts a semicolon at a line break after these tokens (the Go spec, "Semicolons");
 # the names are grammars/go.lark's.
-GO_SEMICOLON_AFTER: tuple[str, ...] = ()
+GO_SEMICOLON_AFTER: tuple[str, ...] = (
+    "IDENT", "INT", "FLOAT", "IMAG", "RUNE", "STRING", "RAW_STRING",
+    "BREAK", "CONTINUE", "FALLTHROUGH", "RETURN", "INC", "DEC", "RPAREN", "RBRACK", "RBRACE",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class Grammar:
     start_state: int
     end_state: int
     postlex: Postlex | None = None  # run inside the matcher (structgen.postlex)
+    # the PythonIndenter's state can be read off the parser stack: every rule opens and closes
+    # its own brackets and indentation levels (so the native engine can run it)
+    postlex_on_stack: bool = False
 
     @property
     def n_terminals(self) -> int:
@@ -114,7 +120,13 @@ class Grammar:
     @classmethod
     def builtin(cls, name: str) -> Grammar:
         """One of the grammars shipped in ``structgen.grammars`` (see ``BUILTIN_GRAMMARS``)."""
-        return cls.from_lark(builtin_grammar_text(name), postlex=builtin_postlex(name))
+        return cls.from_lark(builtin_grammar_text(name), start=builtin_start(name),
+                             postlex=builtin_postlex(name))
+
+
+def builtin_start(name: str) -> str:
+    """The start rule of a built-in grammar."""
+    return "file_input" if name == "python" else "start"
 
 
 def builtin_postlex(name: str) -> Postlex | None:
@@ -297,4 +309,24 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str,
         rule_names=tuple(str(r.origin.name) for r in rules),
         nonterminal_names=tuple(str(n) for n in nonterminals),
         start_state=int(table.start_states[start]), end_state=int(table.end_states[start]),
-        postlex=postlex)
+        postlex=postlex, postlex_on_stack=_nests_within_rules(rules, postlex))
+
+
+def _nests_within_rules(rules, postlex) -> bool:
+    """Does every rule close the brackets and indentation levels it opens, in order? Then the
+    open ones are exactly the shifted opening terminals still on the parser stack."""
+    if not isinstance(postlex, PythonIndenter):
+        return False
+    pairs = [(set(postlex.open_brackets), set(postlex.close_brackets)),
+             ({postlex.indent}, {postlex.dedent})]
+    for rule in rules:
+        names = [str(sym.name) for sym in rule.expansion]
+        for opens, closes in pairs:
+            depth = 0
+            for name in names:
+                depth += (name in opens) - (name in closes)
+                if depth < 0:
+                    return False
+            if depth:
+                return False
+    return True

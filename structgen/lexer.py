@@ -10,7 +10,6 @@ which terminals can still be completed from it.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ from .postlex import NewlineSemicolons, PythonIndenter
 from .regex_dfa import ByteDFA, literal_to_dfa, regex_to_dfa
 
 MAX_CONTEXT_STATES = 200_000
+_BATCH = 64  # product states expanded per numpy step
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,23 @@ def _context_terminal_sets(grammar: Grammar, ignored: frozenset[int]) -> list[fr
     return sets
 
 
+_HASH = np.random.default_rng(20261123).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
+
+
+def _unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(cols, axis=0, return_index=True, return_inverse=True)``, fast: rows are
+    grouped by a 64-bit hash, and the grouping is checked exactly (falling back on a clash)."""
+    k = cols.shape[1]
+    if k <= len(_HASH):
+        with np.errstate(over="ignore"):
+            h = (cols.astype(np.uint64) * _HASH[:k]).sum(axis=1)
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        uniq = cols[first]
+        if np.array_equal(uniq[inverse], cols):
+            return uniq, first, inverse
+    return np.unique(cols, axis=0, return_index=True, return_inverse=True)
+
+
 class LexerContexts:
     """Terminal DFAs and the lazily built combined DFA of each LALR state's terminal set."""
 
@@ -103,6 +120,7 @@ class LexerContexts:
         self.context_terminals: list[tuple[int, ...]] = [tuple(sorted(k)) for k in keys]
         self._built: dict[int, ContextDFA] = dict(enumerate(prebuilt or ()))
         self._any: ContextDFA | bool | None = None
+        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if prebuilt is not None and len(prebuilt) != len(self.context_terminals):
             raise GrammarError("saved lexer contexts do not match the grammar")
         # tie-break key when several terminals match the same longest lexeme
@@ -133,47 +151,80 @@ class LexerContexts:
             self._built[context] = found
         return found
 
+    def _all_terminals_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every terminal DFA in one table of global state ids (row 0: the dead state), so a
+        combined state's successors over all 256 bytes are one fancy-indexing step."""
+        if self._table is None:
+            offsets = np.zeros(len(self.terminal_dfas) + 1, dtype=np.int64)
+            rows = [np.zeros((1, 256), dtype=np.int32)]
+            accepting = [np.zeros(1, dtype=bool)]
+            total = 1
+            for t, d in enumerate(self.terminal_dfas):
+                offsets[t] = total
+                rows.append(np.where(d.transitions >= 0, d.transitions + total, 0).astype(np.int32))
+                accepting.append(np.asarray(d.accepting, dtype=bool))
+                total += d.n_states
+            offsets[-1] = total
+            self._table = (np.concatenate(rows), np.concatenate(accepting), offsets)
+        return self._table
+
     def _build(self, terms: tuple[int, ...]) -> ContextDFA:
-        dfas = [self.terminal_dfas[t] for t in terms]
+        """The product DFA of ``terms`` (breadth-first from the start). A combined state is
+        the vector of the terminals' global states (0 where a terminal died); bytes with the
+        same successor vector are handled once."""
+        table, accepting, offsets = self._all_terminals_table()
         n_terms = self.grammar.n_terminals
-        start = tuple(0 if d.n_states and (d.transitions[0] >= 0).any() or d.accepting[0] else -1
-                      for d in dfas)
-        index = {start: 0}
+        starts = []
+        for t in terms:
+            d = self.terminal_dfas[t]
+            alive = d.n_states and ((d.transitions[0] >= 0).any() or d.accepting[0])
+            starts.append(int(offsets[t]) if alive else 0)
+        start = np.array(starts, dtype=np.int32)
+        index = {start.tobytes(): 0}
         order = [start]
-        rows: list[np.ndarray] = []
-        queue = deque([start])
-        dead = np.full(256, -1, dtype=np.int64)
-        while queue:
-            st = queue.popleft()
-            comps = np.stack([d.transitions[s].astype(np.int64) if s >= 0 else dead
-                              for d, s in zip(dfas, st, strict=True)]) if dfas else np.empty((0, 256))
-            row = np.full(256, -1, dtype=np.int32)
-            cols = comps.T  # [256, n_terms_in_ctx]
-            alive_cols = (cols >= 0).any(axis=1)
-            for b in np.flatnonzero(alive_cols):
-                nxt = tuple(int(x) for x in cols[b])
-                j = index.get(nxt)
+        rows: dict[int, np.ndarray] = {}
+        frontier = [0]
+        while frontier:  # breadth first, a batch of states per numpy step
+            batch, frontier = frontier[:_BATCH], frontier[_BATCH:]
+            vecs = np.stack([order[i] for i in batch])  # [B, k]
+            cols = table[vecs].transpose(0, 2, 1).reshape(len(batch) * 256, len(terms))
+            uniq, first, inverse = _unique_rows(cols)
+            targets = np.full(len(uniq), -1, dtype=np.int32)
+            for u in np.argsort(first):  # number new states in byte order, as a plain BFS would
+                vec = uniq[u]
+                if not vec.any():
+                    continue  # every terminal died: the dead state
+                key = vec.tobytes()
+                j = index.get(key)
                 if j is None:
                     j = len(order)
                     if j >= MAX_CONTEXT_STATES:
                         raise GrammarError(
                             f"the lexer for terminals {[self.grammar.terminals[t].name for t in terms]} "
                             f"needs over {MAX_CONTEXT_STATES} states; simplify overlapping terminals")
-                    index[nxt] = j
-                    order.append(nxt)
-                    queue.append(nxt)
-                row[b] = j
-            rows.append(row)
-        transitions = np.stack(rows).astype(np.int32)
+                    index[key] = j
+                    order.append(vec)
+                    frontier.append(j)
+                targets[u] = j
+            block = targets[inverse.reshape(-1)].reshape(len(batch), 256)
+            for i, state in enumerate(batch):
+                rows[state] = block[i]
+        transitions = np.stack([rows[i] for i in range(len(order))]).astype(np.int32)
+        states = np.stack(order)  # [n_states, k]
+        term_ids = np.array(terms, dtype=np.int64)
+        live = states > 0
+        matched = accepting[states] & live
         winner = np.full(len(order), -1, dtype=np.int32)
+        # the winner is the matched terminal that comes first in Lark's order
+        by_rank = np.empty(len(terms), dtype=np.int64)
+        by_rank[sorted(range(len(terms)), key=lambda i: self._order[terms[i]])] = \
+            np.arange(len(terms))
+        for i in np.flatnonzero(matched.any(axis=1)):
+            cands = np.flatnonzero(matched[i])
+            winner[i] = term_ids[cands[np.argmin(by_rank[cands])]]
         alive = np.zeros((len(order), n_terms), dtype=bool)
-        for i, st in enumerate(order):
-            matched = [t for t, d, s in zip(terms, dfas, st, strict=True) if s >= 0 and d.accepting[s]]
-            if matched:
-                winner[i] = min(matched, key=lambda t: self._order[t])
-            for t, s in zip(terms, st, strict=True):
-                if s >= 0:
-                    alive[i, t] = True
+        if len(terms):
+            alive[:, term_ids] = live
         final_only = (winner >= 0) & (transitions < 0).all(axis=1)
         return ContextDFA(terminals=terms, transitions=transitions, winner=winner, alive=alive,
                           final_only=final_only)

@@ -45,8 +45,9 @@ class GrammarMatcher:
         self._special = frozenset(info.special_token_ids) | self._eos
         self._terminate_without_stop = terminate_without_stop_token
         self._masker = compiled_grammar.native_masker
-        # the native engine has no post-lexer state: Python's indentation runs in the twin
-        self._reference_only = compiled_grammar.reference.indenter is not None
+        # an indenter whose state is not on the parser stack runs in the reference twin only
+        self._reference_only = (compiled_grammar.reference.indenter is not None
+                                and not compiled_grammar.grammar.postlex_on_stack)
         self._backend = (NativeBackend(compiled_grammar)
                          if engine == "native" and not self._reference_only
                          else ReferenceBackend(compiled_grammar))

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _native
 from .bitmask import bitmask_width
+from .postlex import PythonIndenter
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
@@ -77,7 +78,7 @@ class NativeMasker:
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
             np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
                            + ([np.zeros(any_ctx.n_states, dtype=bool)] if any_ctx else [])),
-            any_start)
+            any_start, self._indenter_tables(grammar))
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
@@ -85,6 +86,25 @@ class NativeMasker:
         self._cache_bytes = 0
         self.cache_limit = cache_bytes
         self._lock = threading.Lock()
+
+    def _indenter_tables(self, grammar) -> tuple | None:
+        """A PythonIndenter for the native engine, when its state can be read off the stack
+        (``Grammar.postlex_on_stack``): terminal ids, and per parser state the bracket depth
+        change and whether it holds an indentation level."""
+        pl = grammar.postlex
+        self.bracket_delta = self.indent_state = None
+        if not isinstance(pl, PythonIndenter) or not grammar.postlex_on_stack:
+            return None
+        ids = {t.name: i for i, t in enumerate(grammar.terminals)}
+        access = grammar.accessing_terminals()
+        delta = np.zeros(grammar.n_states, dtype=np.int8)
+        for name in pl.open_brackets:
+            delta[access == ids[name]] = 1
+        for name in pl.close_brackets:
+            delta[access == ids[name]] = -1
+        indent_state = ((access == ids[pl.indent]) + 2 * (access == ids[pl.dedent])).astype(np.uint8)
+        self.bracket_delta, self.indent_state = delta, indent_state
+        return (ids[pl.newline], ids[pl.indent], ids[pl.dedent], pl.tab_len, delta, indent_state)
 
     # --- thread conversion ---------------------------------------------------------------
     def spec_of(self, threads) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -96,21 +116,30 @@ class NativeMasker:
         offsets, state_context = self.offsets, self.state_context
         spec = [len(threads)]
         key = None
-        for stack, q, sh, _post in threads:
+        col = 0
+        for stack, q, sh, post in threads:
             states = []
             node = stack
             while node is not None:
                 states.append(node[0])
                 node = node[1]
             states.reverse()
+            aux = [0] * len(states)
+            if post is not None and self.indent_state is not None:
+                col = post[0]
+                levels = iter(post[2][1:])  # the open levels, one per _INDENT node
+                aux = [next(levels, 0) if self.indent_state[s] == 1 else 0 for s in states]
             qg = int(offsets[state_context[stack[0]]]) + q if q >= 0 else -1
             spec.append(len(states))
-            spec.extend(states)
+            for s, x in zip(states, aux, strict=True):
+                spec.append(s)
+                spec.append(x)
             spec.append(qg)
             spec.append(len(sh))
             spec.extend(int(offsets[c]) + s for c, s in sh)
             if len(threads) == 1 and not sh:
                 key = (states[-1], qg)
+        spec.append(col)
         return np.array(spec, dtype=np.int32), key
 
     # --- cache ----------------------------------------------------------------------------

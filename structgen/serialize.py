@@ -37,6 +37,7 @@ def save_compiled(compiled, path: str | Path) -> None:
         "terminals": [[t.name, t.regex, t.priority, t.is_literal, t.is_ignored, t.rank,
                        t.literal, t.is_declared] for t in g.terminals],
         "postlex": g.postlex.key() if g.postlex is not None else None,
+        "postlex_on_stack": g.postlex_on_stack,
         "rule_names": list(g.rule_names), "nonterminal_names": list(g.nonterminal_names),
         "start_state": g.start_state, "end_state": g.end_state,
         "context_terminals": [list(c.terminals) for c in contexts],
@@ -106,7 +107,8 @@ def load_compiled(path: str | Path, tokenizer_info):
             rule_len=data["rule_len"], rule_names=tuple(header["rule_names"]),
             nonterminal_names=tuple(header["nonterminal_names"]),
             start_state=int(header["start_state"]), end_state=int(header["end_state"]),
-            postlex=postlex_from_key(header["postlex"]))
+            postlex=postlex_from_key(header["postlex"]),
+            postlex_on_stack=bool(header["postlex_on_stack"]))
         contexts = []
         for i, terms in enumerate(header["context_terminals"]):
             trans = data[f"ctx{i}_trans"]

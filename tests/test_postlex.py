@@ -250,14 +250,19 @@ def test_rollback_and_fork_keep_the_indentation_stack():
     assert m.is_completed()
 
 
+@pytest.mark.parametrize("kind", ["indent", "semicolons"])
 @pytest.mark.parametrize("seed", range(20))
-def test_native_semicolons_match_the_reference(seed):
-    text = program("semicolons", seed)
-    native = GrammarMatcher(compiled("semicolons"))
-    ref = GrammarMatcher(compiled("semicolons"), engine="reference")
+def test_native_masks_match_the_reference(kind, seed):
+    """The native engine runs both post-lexers (the indenter off the parser stack) and must
+    give the reference twin's masks, cached or walked."""
+    text = program(kind, seed)
+    native = GrammarMatcher(compiled(kind))
+    ref = GrammarMatcher(compiled(kind), engine="reference")
     assert native.engine == "native"
     for t in tokenize(text.encode(), random.Random(seed)):
         assert native.allowed_token_ids().tolist() == ref.allowed_token_ids().tolist()
+        assert native.allowed_token_ids(engine="reference").tolist() == \
+            ref.allowed_token_ids().tolist()
         assert native.accept_token(t) and ref.accept_token(t)
     assert native.is_completed() and ref.is_completed()
 
