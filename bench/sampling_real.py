@@ -272,6 +272,46 @@ def print_peer(path: Path, rows: list[dict]) -> None:
                   f"vs genlm-control {r['check_us_per_token']:.0f} µs/token")
 
 
+def report(rows: list[dict], vocab: int, genlm: Path | None) -> dict | None:
+    """Print the table, the bar and (with ``genlm``) the peer's figures; return the bar."""
+    print()
+    print_table(rows, vocab)
+    print()
+    print("checks/tok: single-token checks per generated token (EOS step included); decided/tok: "
+          "checks + masks x vocabulary; V/...: vocabulary / that (how many times fewer than a full "
+          "mask); fallback: AWRS steps that fell back to a full mask; sampler µs: sampler call + "
+          "matcher advance (model excluded); total ms: forward + sampler; overlap ms: full mask "
+          "overlapped with the forward pass (estimate).")
+    awrs_all = next((r for r in rows if r["grammar"] == "all" and r["sampler"] == "AWRS"), None)
+    mask_all = next((r for r in rows if r["grammar"] == "all" and r["sampler"] == "full mask"), None)
+    bar = None
+    if awrs_all is not None:
+        worst_checks = min((r["checks_ratio"] or float("inf")) for r in rows
+                           if r["sampler"] == "AWRS")
+        worst_decided = min((r["decided_ratio"] or float("inf")) for r in rows
+                            if r["sampler"] == "AWRS")
+        bar = {"checks_ratio_all": awrs_all["checks_ratio"],
+               "decided_ratio_all": awrs_all["decided_ratio"],
+               "worst_grammar_checks_ratio": worst_checks,
+               "worst_grammar_decided_ratio": worst_decided,
+               "fallback_rate_all": awrs_all["fallback_rate"]}
+        print(f"bar (>= 10x fewer token checks per step than a full mask), AWRS over all prompts: "
+              f"single-token checks {_ratio(awrs_all['checks_ratio'])} -> "
+              f"{'PASS' if (awrs_all['checks_ratio'] or float('inf')) >= 10 else 'FAIL'}; counting "
+              f"fallback masks as {vocab} checks {_ratio(awrs_all['decided_ratio'])} -> "
+              f"{'PASS' if (awrs_all['decided_ratio'] or float('inf')) >= 10 else 'FAIL'}; worst "
+              f"grammar {_ratio(worst_checks)} / {_ratio(worst_decided)}; AWRS fell back to a full "
+              f"mask on {100 * awrs_all['fallback_rate']:.1f}% of steps.")
+    if awrs_all is not None and mask_all is not None:
+        print(f"AWRS vs full mask, per token: sampler {awrs_all['sampler_us_per_token']:.0f} vs "
+              f"{mask_all['sampler_us_per_token']:.0f} µs (model excluded); with the forward pass "
+              f"{awrs_all['total_ms_per_token']:.1f} vs {mask_all['total_ms_per_token']:.1f} ms "
+              f"({mask_all['total_overlapped_ms_per_token']:.1f} ms with the mask overlapped).")
+    if genlm is not None:
+        print_peer(genlm, rows)
+    return bar
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="two short prompts (< 60 s)")
@@ -285,7 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--genlm", type=Path, default=None,
                     help="genlm-control figures from bench/genlm_compare.py --json")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="print a saved run (with --genlm: beside genlm-control's) and exit")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        print(f"# saved run {args.from_json}: {len(saved['prompts'])} prompts, <= "
+              f"{saved['max_tokens']} tokens, {saved['threads']} thread(s)")
+        report(saved["rows"], saved["vocab_size"], args.genlm)
+        return 0
     quick = args.quick
     max_tokens = args.max_tokens or (12 if quick else 96)
     n_json = args.json_prompts if args.json_prompts is not None else (1 if quick else 6)
@@ -352,41 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in samplers:  # every grammar together
         rows.append(summarize("all", name, [r for (g, s), rs in runs.items() if s == name
                                             for r in rs], vocab))
-    print()
-    print_table(rows, vocab)
-    print()
-    print("checks/tok: single-token checks per generated token (EOS step included); decided/tok: "
-          "checks + masks x vocabulary; V/...: vocabulary / that (how many times fewer than a full "
-          "mask); fallback: AWRS steps that fell back to a full mask; sampler µs: sampler call + "
-          "matcher advance (model excluded); total ms: forward + sampler; overlap ms: full mask "
-          "overlapped with the forward pass (estimate).")
-    awrs_all = next((r for r in rows if r["grammar"] == "all" and r["sampler"] == "AWRS"), None)
-    mask_all = next((r for r in rows if r["grammar"] == "all" and r["sampler"] == "full mask"), None)
-    bar = None
-    if awrs_all is not None:
-        worst_checks = min((r["checks_ratio"] or float("inf")) for r in rows
-                           if r["sampler"] == "AWRS")
-        worst_decided = min((r["decided_ratio"] or float("inf")) for r in rows
-                            if r["sampler"] == "AWRS")
-        bar = {"checks_ratio_all": awrs_all["checks_ratio"],
-               "decided_ratio_all": awrs_all["decided_ratio"],
-               "worst_grammar_checks_ratio": worst_checks,
-               "worst_grammar_decided_ratio": worst_decided,
-               "fallback_rate_all": awrs_all["fallback_rate"]}
-        print(f"bar (>= 10x fewer token checks per step than a full mask), AWRS over all prompts: "
-              f"single-token checks {_ratio(awrs_all['checks_ratio'])} -> "
-              f"{'PASS' if (awrs_all['checks_ratio'] or float('inf')) >= 10 else 'FAIL'}; counting "
-              f"fallback masks as {vocab} checks {_ratio(awrs_all['decided_ratio'])} -> "
-              f"{'PASS' if (awrs_all['decided_ratio'] or float('inf')) >= 10 else 'FAIL'}; worst "
-              f"grammar {_ratio(worst_checks)} / {_ratio(worst_decided)}; AWRS fell back to a full "
-              f"mask on {100 * awrs_all['fallback_rate']:.1f}% of steps.")
-    if awrs_all is not None and mask_all is not None:
-        print(f"AWRS vs full mask, per token: sampler {awrs_all['sampler_us_per_token']:.0f} vs "
-              f"{mask_all['sampler_us_per_token']:.0f} µs (model excluded); with the forward pass "
-              f"{awrs_all['total_ms_per_token']:.1f} vs {mask_all['total_ms_per_token']:.1f} ms "
-              f"({mask_all['total_overlapped_ms_per_token']:.1f} ms with the mask overlapped).")
-    if args.genlm is not None:
-        print_peer(args.genlm, rows)
+    bar = report(rows, vocab, args.genlm)
     if args.json:
         samples = {f"{g} / {s}": [{"prompt": r["prompt"], "text": r["text"],
                                    "finished": r["finished"], "tokens": len(r["steps"])}
