@@ -1,11 +1,11 @@
 """Regular expressions to minimized byte-level DFAs.
 
 Language models emit bytes, and a token may end inside a UTF-8 character, so every terminal is
-matched by a DFA over bytes, not characters. interegular parses the regex syntax and builds a
-character-level FSM; here each character transition is expanded into the UTF-8 byte sequences of
-the code points it covers (sharing states between code points with the same continuation, so
-``[^"]`` costs a handful of states, not a million), dead states are trimmed (a live state can
-always still reach an accepting one) and the result is minimized.
+matched by a DFA over bytes, not characters. ``regex_nfa`` reads the regex with ``re``'s own
+parser and builds a DFA over code point ranges; here each range transition is expanded into the
+UTF-8 byte sequences of the code points it covers (sharing states between code points with the
+same continuation, so ``[^"]`` costs a handful of states, not a million), dead states are
+trimmed (a live state can always still reach an accepting one) and the result is minimized.
 
 ``\\d``, ``\\w`` and ``\\s`` have their Unicode meaning, as in Python's ``re`` (and so in Lark):
 see ``unicode_classes``.
@@ -18,22 +18,24 @@ import functools
 import re
 from dataclasses import dataclass
 
-import interegular
 import numpy as np
 
 from .errors import RegexError
-from .unicode_classes import needs_rewrite, rewrite
+from .regex_nfa import CharDFA, nfa_to_dfa, regex_to_nfa
 
 MAX_CODEPOINT = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
 DEFAULT_MAX_STATES = 20_000
-MINIMIZE_ROUNDS = 64
+# The Thompson NFA of a regex is a few times larger than its DFA in the usual cases.
+NFA_STATES_PER_DFA_STATE = 10
+# Moore refinement stops after this many state x byte-class steps (then no minimization).
+MINIMIZE_WORK = 20_000_000
 # Rough size of the automaton a regex unrolls to (repeat counts multiplied through nesting);
-# above this interegular would take minutes, so the regex is refused up front.
+# above this the automaton would take minutes to build, so the regex is refused up front.
 MAX_UNROLLED = 20_000
 
 # A bounded repeat above this count blows up any DFA (states grow linearly per nesting level,
-# multiplicatively when nested); refuse it up front instead of hanging in interegular.
+# multiplicatively when nested); refuse it up front instead of hanging.
 MAX_REPEAT = 1_000
 _REPEAT = re.compile(r"(?<!\\)\{(\d*)(?:,(\d*))?\}")
 _UNSUPPORTED = [
@@ -89,15 +91,19 @@ def _unrolled_size(items) -> int:
     return total
 
 
-def _check_supported(regex: str) -> None:
-    import re as _re
+def _parse(regex: str):
+    """``re``'s parse tree of ``regex``; its syntax errors as :class:`RegexError`."""
     from re import _parser as sre
 
     try:
-        _re.compile(regex)
-        parsed = sre.parse(regex)
-    except (_re.error, OverflowError, RecursionError) as exc:
+        return sre.parse(regex)
+    except (re.error, OverflowError, RecursionError) as exc:
         raise RegexError(f"invalid regex {regex!r}: {exc}") from exc
+
+
+def _check_supported(regex: str, parsed=None) -> None:
+    if parsed is None:
+        parsed = _parse(regex)
     size = _unrolled_size(parsed)
     if size > MAX_UNROLLED:
         raise RegexError(
@@ -114,86 +120,44 @@ def _check_supported(regex: str) -> None:
                 f"{MAX_REPEAT} so the automaton stays small")
 
 
-def _char_fsm(regex: str):
-    _check_supported(regex)
-    try:
-        return interegular.parse_pattern(regex).to_fsm()
-    except RegexError:
-        raise
-    except Exception as exc:  # interegular raises several unrelated types
-        raise RegexError(f"cannot parse regex {regex!r}: {exc}") from exc
-
-
-def _segments(fsm, state, placeholders: dict | None = None) -> list[tuple[int, int, int]]:
-    """Code point -> next char state for one FSM state, as sorted ``(lo, hi, target)`` runs.
-
-    Explicit characters of the alphabet map to their own symbols; every other code point maps
-    to the ``anything_else`` symbol. A placeholder character (see ``unicode_classes``) maps its
-    real code point ranges instead, and itself counts as "anything else". Surrogates never
-    appear in UTF-8 text and map to nothing.
-    """
-    mapping = fsm.alphabet._symbol_mapping
-    trans = fsm.map.get(state, {})
-    other_sym = mapping.get(interegular.fsm.anything_else)
-    other = trans.get(other_sym, -1) if other_sym is not None else -1
-    explicit = []
-    for c, sym in mapping.items():
-        if c is interegular.fsm.anything_else:
-            continue
-        cp = ord(c)
-        if placeholders and cp in placeholders:
-            target = trans.get(sym, -1)
-            explicit.extend((lo, hi, target) for lo, hi in placeholders[cp])
-            explicit.append((cp, cp, other))
-        else:
-            explicit.append((cp, cp, trans.get(sym, -1)))
-    explicit.sort()
-    runs: list[tuple[int, int, int]] = []
-
-    def add(lo: int, hi: int, target: int) -> None:
-        if lo > hi:
-            return
-        # cut surrogates out
-        if lo <= SURROGATES[1] and hi >= SURROGATES[0]:
-            add(lo, SURROGATES[0] - 1, target)
-            add(SURROGATES[1] + 1, hi, target)
-            return
-        if runs and runs[-1][2] == target and runs[-1][1] == lo - 1:
-            runs[-1] = (runs[-1][0], hi, target)
-        else:
-            runs.append((lo, hi, target))
-
-    cursor = 0
-    for lo, hi, target in explicit:
-        add(cursor, lo - 1, other)
-        add(lo, hi, target)
-        cursor = hi + 1
-    add(cursor, MAX_CODEPOINT, other)
-    return [r for r in runs if r[2] != -1] if runs else []
-
-
 class _ByteBuilder:
-    """Expands a character FSM into byte states; residual states are shared by their content."""
+    """Expands a code point DFA into byte states; the states reading the continuation bytes
+    of a multi-byte character are shared by their content (what they lead to), so ``[^"]``
+    costs a handful of states, not a million."""
 
-    def __init__(self, fsm, max_states: int, placeholders: dict | None = None) -> None:
-        self.fsm = fsm
-        self.placeholders = placeholders
+    def __init__(self, cdfa: CharDFA, max_states: int) -> None:
+        self.cdfa = cdfa
         self.max_states = max_states
-        self.char_states = sorted(fsm.states)
-        self.char_index = {s: i for i, s in enumerate(self.char_states)}
-        self.rows: list[list[int]] = [[-1] * 256 for _ in self.char_states]
-        self.accepting = [s in fsm.finals for s in self.char_states]
+        n = cdfa.n_states
+        self.rows: list[list[int]] = [[-1] * 256 for _ in range(n)]
+        self.accepting = list(cdfa.accepting)
         self.residuals: dict[tuple, int] = {}
+        self.any_multibyte: dict[int, list[int]] = {}
 
     def build(self) -> None:
-        for i, s in enumerate(self.char_states):
-            runs = _segments(self.fsm, s, self.placeholders)
+        for i, runs in enumerate(self.cdfa.runs):
             if not runs:
                 continue
-            starts = [r[0] for r in runs]
             row = self.rows[i]
-            for b in range(0x80):
-                row[b] = self._target_at(runs, starts, b)
+            k = 0
+            n_runs = len(runs)
+            # ASCII bytes straight from the runs
+            while k < n_runs and runs[k][0] < 0x80:
+                lo, hi, t = runs[k]
+                for b in range(lo, min(hi, 0x7F) + 1):
+                    row[b] = t
+                if hi >= 0x80:
+                    break
+                k += 1
+            if runs[-1][1] < 0x80:
+                continue
+            high = [r for r in runs if r[1] >= 0x80]
+            t = high[0][2]
+            if len(high) == 2 and high[0][0] <= 0x80 and high[0][1] == SURROGATES[0] - 1 \
+                    and high[1] == (SURROGATES[1] + 1, MAX_CODEPOINT, t):
+                row[0xC2:0xF5] = self._any_multibyte(t)
+                continue
+            starts = [r[0] for r in runs]
             for lead in range(0xC2, 0xF5):
                 if lead < 0xE0:
                     n, base, lo = 1, (lead & 0x1F) << 6, 0x80
@@ -201,13 +165,42 @@ class _ByteBuilder:
                     n, base, lo = 2, (lead & 0x0F) << 12, 0x800
                 else:
                     n, base, lo = 3, (lead & 0x07) << 18, 0x10000
-                span = 64 ** n
-                row[lead] = self._residual(runs, starts, base, span, n, lo)
+                row[lead] = self._residual(runs, starts, base, 64 ** n, n, lo)
 
-    def _target_at(self, runs, starts, cp: int) -> int:
+    def _any_multibyte(self, t: int) -> list[int]:
+        """Targets of the lead bytes 0xC2..0xF4 when every non-ASCII code point leads to
+        ``t`` (``.``, ``[^"]``): the fixed shape of well-formed UTF-8 (RFC 3629, table 3-7),
+        written out instead of searched per lead byte."""
+        found = self.any_multibyte.get(t)
+        if found is not None:
+            return found
+
+        def state(ranges: list[tuple[int, int, int]]) -> int:
+            idx = len(self.rows)
+            row = [-1] * 256
+            for lo, hi, target in ranges:
+                row[lo:hi + 1] = [target] * (hi - lo + 1)
+            self.rows.append(row)
+            self.accepting.append(False)
+            return idx
+
+        c1 = state([(0x80, 0xBF, t)])
+        c2 = state([(0x80, 0xBF, c1)])
+        c2_e0 = state([(0xA0, 0xBF, c1)])  # no overlong 3-byte forms
+        c2_ed = state([(0x80, 0x9F, c1)])  # no surrogates
+        c3 = state([(0x80, 0xBF, c2)])
+        c3_f0 = state([(0x90, 0xBF, c2)])  # no overlong 4-byte forms
+        c3_f4 = state([(0x80, 0x8F, c2)])  # nothing above U+10FFFF
+        out = [c1] * (0xE0 - 0xC2) + [c2_e0] + [c2] * 12 + [c2_ed] + [c2] * 2 + \
+            [c3_f0] + [c3] * 3 + [c3_f4]
+        self.any_multibyte[t] = out
+        return out
+
+    @staticmethod
+    def _target_at(runs, starts, cp: int) -> int:
         k = bisect.bisect_right(starts, cp) - 1
         if k >= 0 and runs[k][0] <= cp <= runs[k][1]:
-            return self.char_index[runs[k][2]]
+            return runs[k][2]
         return -1
 
     def _residual(self, runs, starts, base: int, span: int, n: int, valid_lo: int) -> int:
@@ -232,49 +225,36 @@ class _ByteBuilder:
         idx = len(self.rows)
         if idx >= self.max_states * 4:
             raise RegexError(f"the byte automaton grows past {self.max_states} states")
-        self.rows.append([-1] * 256)
+        row = [-1] * 256
+        self.rows.append(row)
         self.accepting.append(False)
         self.residuals[key] = idx
         sub = 64 ** (n - 1)
+        if n == 1:
+            for a, b, t in pieces:
+                for c in range(a, b + 1):
+                    row[0x80 + c] = t
+            return idx
         local_runs = [(a + base, b + base, t) for a, b, t in pieces]
         local_starts = [r[0] for r in local_runs]
-        row = self.rows[idx]
-        for c in range(64):
-            cbase = base + c * sub
-            if n == 1:
-                if lo <= cbase <= hi:
-                    row[0x80 + c] = self._target_at(local_runs, local_starts, cbase)
-            else:
-                row[0x80 + c] = self._residual(local_runs, local_starts, cbase, sub, n - 1, lo)
+        first = (pieces[0][0]) // sub
+        last = (pieces[-1][1]) // sub
+        for c in range(first, last + 1):
+            row[0x80 + c] = self._residual(local_runs, local_starts, base + c * sub, sub, n - 1,
+                                           lo)
         return idx
 
 
 def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> ByteDFA:
     n = rows.shape[0]
-    # forward reachability from start
-    reach = np.zeros(n, dtype=bool)
-    reach[start] = True
-    frontier = [start]
-    while frontier:
-        nxt = np.unique(rows[frontier])
-        nxt = nxt[nxt >= 0]
-        new = nxt[~reach[nxt]]
-        reach[new] = True
-        frontier = new.tolist()
-    # backward: states that can reach an accepting state (BFS over reversed edges)
-    src, _ = np.nonzero(rows >= 0)
-    dst = rows[rows >= 0]
-    order = np.argsort(dst, kind="stable")
-    rev_src = src[order]
-    rev_ptr = np.searchsorted(dst[order], np.arange(n + 1))
-    live = accepting & reach
-    frontier = np.flatnonzero(live)
-    while frontier.size:
-        preds = np.concatenate([rev_src[rev_ptr[x]:rev_ptr[x + 1]] for x in frontier])
-        preds = np.unique(preds)
-        new = preds[reach[preds] & ~live[preds]]
-        live[new] = True
-        frontier = new
+    # the distinct edges (a state has few distinct successors among its 256 bytes)
+    src, col = np.nonzero(rows >= 0)
+    edges = np.unique(src * n + rows[src, col])
+    e_src, e_dst = edges // n, edges % n
+    succ = _adjacency(e_src, e_dst, n)
+    reach = _reachable(succ, [start], n)
+    preds = _adjacency(e_dst, e_src, n)
+    live = _reachable(preds, np.flatnonzero(accepting & reach).tolist(), n) & reach
     if not live[start]:
         return ByteDFA(np.full((1, 256), -1, dtype=np.int32), np.zeros(1, dtype=bool))
     keep = np.flatnonzero(live)
@@ -284,25 +264,16 @@ def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> B
     acc = accepting[keep]
     s0 = int(remap[start])
     # Moore partition refinement over byte classes (bytes whose columns agree in every state
-    # behave alike, so each is checked once). Minimal DFAs only save states (a trimmed DFA is
-    # already correct), and a chain like a{1000} needs one round per state: stop after
-    # MINIMIZE_ROUNDS and keep the states apart rather than spend seconds.
-    _, first_col = np.unique(t.T, axis=0, return_index=True)
-    tc = t[:, np.sort(first_col)]
-    cls = acc.astype(np.int64)
-    n_cls = len(np.unique(cls))
-    for _ in range(MINIMIZE_ROUNDS):
-        sig = np.concatenate([cls[:, None], np.where(tc >= 0, cls[np.maximum(tc, 0)], -1)], axis=1)
-        _, new_cls = np.unique(sig, axis=0, return_inverse=True)
-        new_cls = new_cls.reshape(-1)
-        new_n = int(new_cls.max()) + 1
-        cls = new_cls
-        if new_n == n_cls:
-            break
-        n_cls = new_n
-    else:
-        cls = np.arange(len(acc), dtype=np.int64)
-        n_cls = len(acc)
+    # behave alike, so each is checked once). A round hashes each state's signature (its
+    # class, its successors' classes) to one 64-bit number, so rounds are cheap numpy work; a
+    # chain like a{1000} needs one round per state, so the rounds are bounded by
+    # MINIMIZE_WORK. The final partition is checked exactly (a hash collision, or running out
+    # of rounds, keeps the states apart: a trimmed DFA is already correct, a minimal one only
+    # smaller).
+    _, first_col = _row_classes(np.ascontiguousarray(t.T))
+    tc = np.ascontiguousarray(t[:, first_col])
+    cls = _moore(tc, acc)
+    n_cls = int(cls.max()) + 1 if len(cls) else 0
     # renumber: the start's class becomes 0
     relabel = np.arange(n_cls)
     relabel[[0, cls[s0]]] = relabel[[cls[s0], 0]]
@@ -311,6 +282,81 @@ def _trim_and_minimize(rows: np.ndarray, accepting: np.ndarray, start: int) -> B
     rows_out = t[rep]
     out = np.where(rows_out >= 0, cls[np.maximum(rows_out, 0)], -1).astype(np.int32)
     return ByteDFA(out, acc[rep].copy())
+
+
+def _adjacency(a: np.ndarray, b: np.ndarray, n: int) -> list[list[int]]:
+    """Per node of ``a``, its ``b`` neighbours (edge list to adjacency lists)."""
+    order = np.argsort(a, kind="stable")
+    ptr = np.searchsorted(a[order], np.arange(n + 1)).tolist()
+    nb = b[order].tolist()
+    return [nb[ptr[i]:ptr[i + 1]] for i in range(n)]
+
+
+def _reachable(adj: list[list[int]], roots: list[int], n: int) -> np.ndarray:
+    seen = bytearray(n)
+    stack = list(roots)
+    for r in roots:
+        seen[r] = 1
+    while stack:
+        for y in adj[stack.pop()]:
+            if not seen[y]:
+                seen[y] = 1
+                stack.append(y)
+    return np.frombuffer(bytes(seen), dtype=np.uint8).astype(bool)
+
+
+_HASH_MULT = np.random.default_rng(20240611).integers(
+    1, 2**63, size=257, dtype=np.uint64) | np.uint64(1)
+
+
+def _moore(tc: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Class of each state in the coarsest stable partition (the minimal DFA's states), or
+    every state its own class when that is not found within MINIMIZE_WORK."""
+    n, k = tc.shape
+    identity = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return identity
+    cls = acc.astype(np.int64)
+    n_cls = len(np.unique(cls))
+    dead = tc < 0
+    safe = np.maximum(tc, 0)
+    mult = _HASH_MULT[1:k + 1]
+    rounds = max(1, MINIMIZE_WORK // max(n * k, 1))
+    with np.errstate(over="ignore"):
+        for _ in range(rounds):
+            succ = np.where(dead, np.int64(-1), cls[safe]).astype(np.uint64)
+            h = succ @ mult if k else np.zeros(n, dtype=np.uint64)
+            h += cls.astype(np.uint64) * _HASH_MULT[0]
+            _, new_cls = np.unique(h, return_inverse=True)
+            new_cls = new_cls.reshape(-1).astype(np.int64)
+            new_n = int(new_cls.max()) + 1
+            cls = new_cls
+            if new_n == n_cls:
+                break
+            n_cls = new_n
+        else:
+            return identity
+    # exact check: every state's signature equals its class representative's
+    _, rep = np.unique(cls, return_index=True)
+    succ = np.where(dead, -1, cls[safe])
+    if not (np.array_equal(succ, succ[rep[cls]]) and np.array_equal(acc, acc[rep[cls]])):
+        return identity
+    return cls
+
+
+def _row_classes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class of each row, index of the first row of each class): equal rows share a class,
+    numbered in order of first appearance. (A dict over row bytes: ``np.unique(axis=0)``
+    sorts rows as opaque records, which is many times slower.)"""
+    ids: dict[bytes, int] = {}
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    first = []
+    for i, key in enumerate(map(bytes, rows)):
+        c = ids.setdefault(key, len(ids))
+        if c == len(first):
+            first.append(i)
+        out[i] = c
+    return out, np.array(first, dtype=np.int64)
 
 
 def literal_to_dfa(text: str) -> ByteDFA:
@@ -337,15 +383,16 @@ LARK_COMMON_EQUIVALENTS = {
 }
 
 
-def _repeat_kinds(regex: str) -> tuple[bool, bool]:
+def _repeat_kinds(regex: str, parsed=None) -> tuple[bool, bool]:
     """(has greedy repeats, has lazy repeats), read with re's own parser."""
     from re import _constants as C  # noqa: N812
     from re import _parser as sre
 
-    try:
-        parsed = sre.parse(regex)
-    except Exception:  # syntax errors are reported by the regex compiler proper
-        return True, False
+    if parsed is None:
+        try:
+            parsed = sre.parse(regex)
+        except Exception:  # syntax errors are reported by the regex compiler proper
+            return True, False
     greedy = lazy = False
     stack = list(parsed)
     while stack:
@@ -381,24 +428,20 @@ def regex_to_dfa(regex: str, *, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA
     their arrays are made read-only).
     """
     regex = LARK_COMMON_EQUIVALENTS.get(regex, regex)
-    greedy, lazy = _repeat_kinds(regex)
+    parsed = _parse(regex)
+    greedy, lazy = _repeat_kinds(regex, parsed)
     if lazy and greedy:
         raise RegexError(
             f"regex {regex!r} mixes lazy and greedy repeats; structgen lexes a terminal with "
             "lazy repeats as its shortest match, so use only one kind in a terminal")
-    placeholders = None
-    source = regex
-    if needs_rewrite(regex):
-        _check_supported(regex)
-        source, placeholders = rewrite(regex)
-    fsm = _char_fsm(source)
-    if len(fsm.states) > max_states:
-        raise RegexError(f"regex {regex!r} needs {len(fsm.states)} states (limit {max_states})")
-    builder = _ByteBuilder(fsm, max_states, placeholders)
+    _check_supported(regex, parsed)
+    nfa = regex_to_nfa(regex, NFA_STATES_PER_DFA_STATE * max_states, parsed)
+    cdfa = nfa_to_dfa(nfa, max_states)
+    builder = _ByteBuilder(cdfa, max_states)
     builder.build()
     rows = np.array(builder.rows, dtype=np.int64).reshape(-1, 256)
     accepting = np.array(builder.accepting, dtype=bool)
-    dfa = _trim_and_minimize(rows, accepting, builder.char_index[fsm.initial])
+    dfa = _trim_and_minimize(rows, accepting, 0)
     if dfa.n_states > max_states:
         raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states (limit {max_states})")
     if lazy:
