@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python bench/sampling_real.py              # JSON, JSON Schema and SQL prompts (a few minutes)
+    python bench/sampling_real.py              # JSON, JSON Schema and SQL prompts (~30 min)
     python bench/sampling_real.py --quick      # one JSON and one JSON Schema prompt (< 60 s)
     python bench/sampling_real.py --json out.json
     python bench/sampling_real.py --genlm genlm.json   # print genlm-control's figures beside ours

@@ -1,10 +1,13 @@
 """Quality of SQL written by SmolLM2 under the SQL grammar: locally constrained decoding vs AWRS-SMC.
 
-Run from the repository root (about 10-20 minutes on two CPU cores)::
+Run from the repository root (all three methods: about 110 s per question, 90 minutes for 50,
+on a shared two-core machine)::
 
     python bench/spider_quality.py                      # 50 Spider dev questions, 128 tokens
     python bench/spider_quality.py --n 5 --max-tokens 64   # a smoke run
     python bench/spider_quality.py --json out.json
+    python bench/spider_quality.py --methods "LCD greedy" --json greedy.json   # one method
+    python bench/spider_quality.py --rescore out.json greedy.json   # score saved outputs again
 
 SmolLM2-135M-Instruct (``structgen.load_default_model``, float32, CPU) answers Spider dev
 questions with the database schema in the prompt (CREATE TABLE statements rendered from Spider's
@@ -27,15 +30,17 @@ DDL files there hold CREATE TABLE and INSERT statements (small tables, 10-170 ro
 database). Databases whose DDL has no rows (car_1, flight_2, wta_1: their data files were too big
 to ship) are left out, so gold results are meaningful.
 
-Scores: *executes* -- SQLite (Python's ``sqlite3``) runs the output without error on the
-database built from the DDL (5 s limit per query); *matches gold* -- the rows equal the gold
-query's rows on that database (as a multiset; in order when the gold query has ORDER BY; values
-compared exactly, floats rounded to 6 places). The output's first complete statement is what
-runs (the grammar lets comments follow a final ``;``, and the model often writes some). With one small database per question a wrong query
-can return the right rows by chance (Spider's test-suite evaluation uses several database
-variants to catch that; they are not shipped here), so *matches gold* is an upper bound on
-execution accuracy. Also reported for SMC: the posterior-weighted shares (the expected score of a
-string drawn from the SMC posterior).
+Scores: *executes* -- SQLite (Python's ``sqlite3``) runs the output without error on a fresh
+copy of the database built from the DDL (5 s limit per query; a copy, because the grammar allows
+CREATE, INSERT or DROP and the model writes them); *query runs* -- it runs and returns a result
+set (a CREATE TABLE or BEGIN that runs is not an answer); *matches gold* -- the rows equal the
+gold query's rows on that database (as a multiset; in order when the gold query has ORDER BY;
+floats rounded to 6 places). The output's first complete statement is what runs (the grammar
+lets comments follow a final ``;``, and the model often writes some). With one small database
+per question a wrong query can return the right rows by chance (Spider's test-suite evaluation
+uses several database variants to catch that; they are not shipped here), so *matches gold* is
+an upper bound on execution accuracy. Also reported for SMC: the posterior-weighted shares (the
+expected score of a string drawn from the SMC posterior).
 
 The Spider helpers at the top (questions, schema text, databases, scoring) import nothing beyond
 the standard library so that ``bench/sampling_real.py`` and ``bench/genlm_compare.py`` (which
@@ -160,15 +165,24 @@ def select_questions(n: int, seed: int = 0, spider: Path = SPIDER) -> list[dict]
 
 
 def run_query(con: sqlite3.Connection, query: str, *, timeout_s: float = 5.0):
-    """``(rows, None)`` or ``(None, error message)``."""
+    """``(rows, None)`` or ``(None, error message)``; ``rows`` is None-free: a statement that
+    returns no result set (CREATE, INSERT, BEGIN, ...) gives ``(None, None)``.
+
+    It runs on a fresh copy of ``con``: model output may write (CREATE, INSERT, DROP), and
+    nothing it does may reach the database the next query is scored on.
+    """
+    scratch = sqlite3.connect(":memory:")
+    scratch.text_factory = con.text_factory
+    con.backup(scratch)
     deadline = time.monotonic() + timeout_s
-    con.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    scratch.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
-        return con.execute(query).fetchall(), None
+        cursor = scratch.execute(query)
+        return (cursor.fetchall() if cursor.description is not None else None), None
     except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     finally:
-        con.set_progress_handler(None, 0)
+        scratch.close()
 
 
 def _normal(row) -> tuple:
@@ -193,19 +207,36 @@ def first_statement(text: str) -> str:
 
 
 def score(con: sqlite3.Connection, text: str | None, gold: str) -> dict:
-    """``{"executes", "matches", "error"}`` for one output (its first statement) against the
-    gold query."""
+    """``{"executes", "query", "matches", "error"}`` for one output (its first statement)
+    against the gold query: SQLite runs it without error; it is a query (returns a result set,
+    where a CREATE or BEGIN that runs is not an answer); its rows are the gold query's."""
     if text is None or not text.strip():
-        return {"executes": False, "matches": False, "error": "no output"}
+        return {"executes": False, "query": False, "matches": False, "error": "no output"}
     rows, error = run_query(con, first_statement(text))
+    if error is not None:
+        return {"executes": False, "query": False, "matches": False, "error": error}
     if rows is None:
-        return {"executes": False, "matches": False, "error": error}
+        return {"executes": True, "query": False, "matches": False, "error": None}
     gold_rows, gold_error = run_query(con, gold)
     if gold_rows is None:  # pragma: no cover - every selected gold query runs (checked)
-        return {"executes": True, "matches": False, "error": f"gold: {gold_error}"}
+        return {"executes": True, "query": True, "matches": False, "error": f"gold: {gold_error}"}
     ordered = "order by" in gold.lower()
-    return {"executes": True, "matches": same_result(rows, gold_rows, ordered=ordered),
-            "error": None}
+    return {"executes": True, "query": True,
+            "matches": same_result(rows, gold_rows, ordered=ordered), "error": None}
+
+
+def score_records(records: list[dict]) -> None:
+    """(Re)score every saved output in place: the outputs, and for SMC its posterior."""
+    dbs: dict[str, sqlite3.Connection] = {}
+    for rec in records:
+        con = dbs.get(rec["db_id"]) or dbs.setdefault(rec["db_id"], build_database(rec["db_id"]))
+        for method, out in rec["methods"].items():
+            out.update(score(con, out["text"], rec["gold"]))
+            if method == "AWRS-SMC":
+                weighted = [(w, score(con, s, rec["gold"])) for s, w in out["posterior"].items()]
+                out["posterior_executes"] = sum(w for w, s in weighted if s["executes"])
+                out["posterior_query"] = sum(w for w, s in weighted if s["query"])
+                out["posterior_matches"] = sum(w for w, s in weighted if s["matches"])
 
 
 # --- decoding (structgen, torch) ---------------------------------------------------------------
@@ -274,10 +305,8 @@ def evaluate(questions: list[dict], *, methods, particles: int, max_tokens: int,
     info = tokenizer_info_for(model, tokenizer)
     compiled = grammar_compiler_for(info).compile_builtin("sql")
     tables = load_tables()
-    dbs: dict[str, sqlite3.Connection] = {}
     records = []
     for k, q in enumerate(questions):
-        con = dbs.get(q["db_id"]) or dbs.setdefault(q["db_id"], build_database(q["db_id"]))
         messages = sql_messages(q["question"], tables[q["db_id"]])
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         # a small KV-cache LRU: every entry holds the whole prompt's keys and values (~18 MB)
@@ -295,12 +324,8 @@ def evaluate(questions: list[dict], *, methods, particles: int, max_tokens: int,
                 out = smc_answer(lm, compiled, proposal="awrs", proper_weights=True,
                                  particles=particles, max_tokens=max_tokens, seed=seed + q["index"])
             out["seconds"] = time.perf_counter() - t0
-            out.update(score(con, out["text"], q["query"]))
-            if method == "AWRS-SMC":
-                weighted = [(w, score(con, s, q["query"])) for s, w in out["posterior"].items()]
-                out["posterior_executes"] = sum(w for w, s in weighted if s["executes"])
-                out["posterior_matches"] = sum(w for w, s in weighted if s["matches"])
             rec["methods"][method] = out
+        score_records([rec])
         records.append(rec)
         marks = "  ".join(f"{m}: {'E' if o['executes'] else '-'}{'M' if o['matches'] else '-'} "
                           f"{o['seconds']:.0f}s"
@@ -318,6 +343,7 @@ def summarize(records: list[dict], methods) -> list[dict]:
         row = {
             "method": method, "questions": n,
             "executes": sum(o["executes"] for o in outs) / n,
+            "query": sum(o["query"] for o in outs) / n,
             "matches_gold": sum(o["matches"] for o in outs) / n,
             "finished": sum(bool(o["finished"]) for o in outs) / n,
             "tokens_per_query": tokens / n,
@@ -328,29 +354,54 @@ def summarize(records: list[dict], methods) -> list[dict]:
         }
         if method == "AWRS-SMC":
             row["posterior_executes"] = sum(o["posterior_executes"] for o in outs) / n
+            row["posterior_query"] = sum(o["posterior_query"] for o in outs) / n
             row["posterior_matches"] = sum(o["posterior_matches"] for o in outs) / n
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'method':<12} {'n':>3} {'executes':>9} {'matches gold':>12} {'finished':>9} "
+    head = (f"{'method':<12} {'n':>3} {'executes':>9} {'query runs':>10} {'matches gold':>12} "
+            f"{'finished':>9} "
             f"{'tokens/q':>9} {'s/query':>8} {'checks/tok':>10} {'masks/tok':>9} {'fallback':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['method']:<12} {r['questions']:>3} {100 * r['executes']:>8.0f}% "
-              f"{100 * r['matches_gold']:>11.0f}% {100 * r['finished']:>8.0f}% "
+              f"{100 * r['query']:>9.0f}% {100 * r['matches_gold']:>11.0f}% "
+              f"{100 * r['finished']:>8.0f}% "
               f"{r['tokens_per_query']:>9.1f} {r['seconds_per_query']:>8.2f} "
               f"{r['checks_per_token']:>10.2f} {r['masks_per_token']:>9.3f} "
               f"{100 * r['fallback_rate']:>7.1f}%")
+    print("executes: SQLite runs the first statement without error (on a fresh copy of the "
+          "database built from the DDL, with rows); query runs: it also returns a result set (a "
+          "CREATE or BEGIN that runs is not an answer); matches gold: same rows as the gold query.")
     print("tokens/q: tokens generated per question (every particle's); checks/tok: single-token "
           "checks that reached the matcher; masks/tok: full masks; fallback: AWRS steps that "
           "fell back to a full mask.")
     for r in rows:
         if "posterior_executes" in r:
-            print(f"{r['method']} posterior-weighted: executes {100 * r['posterior_executes']:.0f}%, "
-                  f"matches gold {100 * r['posterior_matches']:.0f}%")
+            print(f"{r['method']} posterior-weighted: executes {100 * r['posterior_executes']:.1f}%, "
+                  f"query runs {100 * r['posterior_query']:.1f}%, "
+                  f"matches gold {100 * r['posterior_matches']:.1f}%")
+
+
+def rescore(paths: list[Path], out: Path | None) -> int:
+    saved = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    records = {r["index"]: r for r in saved[0]["records"]}
+    for other in saved[1:]:
+        for r in other["records"]:
+            records.setdefault(r["index"], dict(r, methods={}))["methods"].update(r["methods"])
+    merged = [records[k] for k in sorted(records)]
+    score_records(merged)
+    methods = [m for m in METHODS if all(m in r["methods"] for r in merged)]
+    print(f"# rescored {len(merged)} questions from {', '.join(str(p) for p in paths)}")
+    rows = summarize(merged, methods)
+    print_table(rows)
+    if out:
+        payload = dict(saved[0], rows=rows, records=merged)
+        out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated subset of: {', '.join(METHODS)}")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--json", type=Path, default=None, help="also write every output here")
+    ap.add_argument("--rescore", type=Path, nargs="+", default=None,
+                    help="score the outputs saved by earlier --json runs again (their methods "
+                         "merged by question) instead of generating")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, args.json)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -384,8 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(records, methods)
     print()
     print_table(rows)
-    print(f"\nwall time {time.perf_counter() - t0:.0f} s. executes: SQLite runs it on the database "
-          f"built from the shipped DDL (with rows); matches gold: same rows as the gold query.")
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"questions": len(questions), "databases": dbs,
                                          "max_tokens": args.max_tokens,
