@@ -123,6 +123,22 @@ class Grammar:
         return cls.from_lark(builtin_grammar_text(name), start=builtin_start(name),
                              postlex=builtin_postlex(name))
 
+    @classmethod
+    def from_json_schema(cls, schema, *, strict: bool = False, whitespace: str = "flexible",
+                         indent: int | None = None, separators: tuple[str, str] | None = None,
+                         max_whitespace: int = 20, lenient: bool = False) -> Grammar:
+        """The grammar of the JSON documents ``schema`` (a dict, a bool or JSON text) accepts.
+
+        Options as for ``GrammarCompiler.compile_json_schema`` (see :mod:`structgen.json_schema`);
+        a keyword it cannot enforce raises :class:`UnsupportedFeatureError` naming the keyword
+        and its JSON pointer, or with ``lenient=True`` warns and is ignored.
+        """
+        from .json_schema import json_schema_grammar
+
+        return json_schema_grammar(schema, strict=strict, whitespace=whitespace, indent=indent,
+                                   separators=separators, max_whitespace=max_whitespace,
+                                   lenient=lenient)
+
 
 def builtin_start(name: str) -> str:
     """The start rule of a built-in grammar."""
