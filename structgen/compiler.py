@@ -144,13 +144,27 @@ class GrammarCompiler:
         return self.compile_grammar(builtin_grammar_text(name), precompute=precompute,
                                     start=builtin_start(name), postlex=builtin_postlex(name))
 
-    def compile_json_schema(self, schema, **options) -> CompiledGrammar:
-        """Compile a JSON Schema (dict or JSON text); see :mod:`structgen.json_schema` for the
-        options (``strict``, ``whitespace``, ``indent``, ``separators``, ``max_whitespace``,
-        ``lenient``). Keywords it cannot enforce raise ``UnsupportedFeatureError``."""
+    def compile_json_schema(self, schema, *, strict: bool = False,
+                            whitespace: str = "flexible", indent: int | None = None,
+                            separators: tuple[str, str] | None = None, max_whitespace: int = 20,
+                            lenient: bool = False, precompute: bool = False) -> CompiledGrammar:
+        """Compile a JSON Schema (a dict, a bool or JSON text), draft 2020-12 or draft 7.
+
+        ``strict=True`` forbids properties the schema does not declare (the spec default allows
+        them). ``whitespace="flexible"`` allows up to ``max_whitespace`` whitespace characters
+        around each ``{ } [ ] , :`` (never endless whitespace); ``"compact"`` allows none, or
+        exactly ``separators`` (item, key) such as ``(", ", ": ")``. ``indent`` asks for room for
+        ``json.dumps(..., indent=indent)`` layouts. A keyword it cannot enforce raises
+        ``UnsupportedFeatureError`` naming the keyword and its JSON pointer; ``lenient=True``
+        warns and ignores it instead (see ``CompiledGrammar.ignored_keywords``). Details in
+        :mod:`structgen.json_schema`.
+        """
         from .json_schema import compile_json_schema
 
-        return compile_json_schema(self, schema, **options)
+        return compile_json_schema(self, schema, strict=strict, whitespace=whitespace,
+                                   indent=indent, separators=separators,
+                                   max_whitespace=max_whitespace, lenient=lenient,
+                                   precompute=precompute)
 
     def compile_regex(self, pattern: str, *, precompute: bool = False) -> CompiledGrammar:
         """Compile a Python-syntax regular expression (the whole output must match it)."""
