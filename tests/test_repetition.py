@@ -8,11 +8,15 @@ search agrees with brute force.
 
 from __future__ import annotations
 
+import ast
 import random
+import sysconfig
+from pathlib import Path
 
 import lark
 import numpy as np
 import pytest
+from conftest import DATA, require_data, require_tokenizer
 
 from structgen import GrammarCompiler, GrammarMatcher, TokenizerInfo
 from structgen.errors import ConfigurationError
@@ -236,3 +240,87 @@ def test_critic_scores_repeats(compiled):
     scores = critic([loop, varied], [False, False])
     assert scores[0] == pytest.approx(4 * np.log(0.9))
     assert scores[1] == 0.0
+
+
+# --- the built-in Python grammar on real code ------------------------------------------------
+SIMPLE = (ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr,
+          ast.Assert, ast.Global, ast.Delete)
+
+
+def _tandem_count(seq: list) -> int:
+    best = 1
+    for p in range(1, len(seq) // 2 + 1):
+        c = 1
+        while (c + 1) * p <= len(seq) and \
+                seq[len(seq) - (c + 1) * p:len(seq) - c * p] == seq[len(seq) - p:]:
+            c += 1
+        best = max(best, c)
+    return best
+
+
+def varied_windows(limit: int = 12, size: int = 5) -> list[tuple[str, type]]:
+    """Runs of ``size`` consecutive top-level simple statements from the Python corpus whose
+    statement kinds (ast node types) contain no repeat at any prefix: non-repetitive code."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    names = require_data(DATA / "python" / "stdlib-files.txt").read_text().split()
+    out = []
+    for name in names:
+        path = root / name
+        if not path.exists():
+            continue
+        src = path.read_text("utf-8")
+        body = ast.parse(src).body
+        for i in range(len(body) - size):
+            window = body[i:i + size]
+            kinds = [type(s) for s in window]
+            if not all(isinstance(s, SIMPLE) for s in window):
+                continue
+            if any(_tandem_count(kinds[:j]) > 1 for j in range(2, size + 1)):
+                continue
+            out.append(("\n".join(ast.get_source_segment(src, s) for s in window) + "\n",
+                        kinds[-1]))
+            break
+        if len(out) >= limit:
+            break
+    return out
+
+
+@pytest.fixture(scope="module")
+def python_rpg():
+    info = require_tokenizer("gpt2")
+    return GrammarRepetitionPenalty(GrammarCompiler(info).compile_builtin("python"))
+
+
+def test_python_units_are_statements(python_rpg):
+    assert "stmt" in python_rpg.units and "elif_clause" in python_rpg.units
+
+
+def test_python_detector_on_real_code(python_rpg):
+    """No repeat in varied corpus code; exactly ``k`` after ``k`` planted copies of a statement
+    shape (with different names and values each time)."""
+    windows = varied_windows()
+    assert len(windows) >= 5
+    for k, (code, last_kind) in enumerate(windows, start=3):
+        tracker = python_rpg.new_tracker()
+        assert tracker.feed(code.encode()), code
+        # a statement is reduced when the next line starts: the fifth is still open
+        assert len(tracker.shapes) == 4, code
+        assert tracker.repeat()[1] == 1, code
+        planted = (f"zz{i} = qq{i}({i}, 'v{i}')\n" for i in range(k)) if last_kind is not ast.Assign \
+            else (f"print(zz{i}, {i})\n" for i in range(k))
+        for line in planted:
+            assert tracker.feed(line.encode())
+        assert len(tracker.shapes) == 4 + k
+        assert tracker.repeat() == (1, k - 1), code
+
+
+def test_python_elif_chain_is_penalized_at_the_next_elif(python_rpg):
+    tracker = python_rpg.new_tracker()
+    code = "def f(x):\n    if x == 1:\n        return 'a'\n"
+    code += "".join(f"    elif x == {i}:\n        return '{chr(96 + i)}'\n" for i in range(2, 6))
+    assert tracker.feed(code.encode() + b"    ")
+    assert tracker.repeat()[1] >= 3
+    assert python_rpg.repeat_extended_by_text(tracker, b"elif") >= 4
+    assert python_rpg.repeat_extended_by_text(tracker, b"el") >= 4  # may still become elif
+    assert python_rpg.repeat_extended_by_text(tracker, b"else") == 0
+    assert python_rpg.repeat_extended_by_text(tracker, b"pass") == 0  # another statement shape
