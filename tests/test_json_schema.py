@@ -272,6 +272,43 @@ def test_indent_accepts_pretty_printing(compiler, encode):
 
 
 # ----------------------------------------------------------------------------------------------
+# The API: keyword-only options on the compiler, Grammar.from_json_schema
+# ----------------------------------------------------------------------------------------------
+
+def test_compiler_method_takes_keyword_options(compiler):
+    import inspect
+
+    from structgen import GrammarCompiler
+    from structgen.json_schema import DEFAULT_MAX_WHITESPACE
+
+    params = inspect.signature(GrammarCompiler.compile_json_schema).parameters
+    for name in ("strict", "whitespace", "indent", "separators", "max_whitespace", "lenient"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+    assert params["max_whitespace"].default == DEFAULT_MAX_WHITESPACE
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    c = compiler.compile_json_schema(schema, strict=True, whitespace="compact")
+    assert accepts(c, '{"a":1}') and not accepts(c, '{"a": 1}') and not accepts(c, '{"b":1}')
+    with pytest.raises(TypeError):
+        compiler.compile_json_schema(schema, True)
+    c = compiler.compile_json_schema({"type": "array", "contains": {"type": "integer"}},
+                                     lenient=True)
+    assert [k for k, _, _ in c.ignored_keywords] == ["contains"]
+
+
+def test_grammar_from_json_schema(compiler):
+    from structgen import Grammar
+
+    schema = json.dumps({"type": "array", "items": {"enum": ["x", "y"]}, "maxItems": 2})
+    g = Grammar.from_json_schema(schema, whitespace="compact")
+    assert isinstance(g, Grammar)
+    c = compiler.compile_grammar(g)
+    assert accepts(c, '["x","y"]') and not accepts(c, '["x","y","x"]')
+    with pytest.raises(UnsupportedFeatureError):
+        Grammar.from_json_schema({"type": "array", "uniqueItems": True})
+
+
+# ----------------------------------------------------------------------------------------------
 # Regex helpers against brute force
 # ----------------------------------------------------------------------------------------------
 
