@@ -325,17 +325,39 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str,
         rule_names=tuple(str(r.origin.name) for r in rules),
         nonterminal_names=tuple(str(n) for n in nonterminals),
         start_state=int(table.start_states[start]), end_state=int(table.end_states[start]),
-        postlex=postlex, postlex_on_stack=_nests_within_rules(rules, postlex))
+        postlex=postlex, postlex_on_stack=_nests_within_rules(rules, postlex, start))
 
 
-def _nests_within_rules(rules, postlex) -> bool:
-    """Does every rule close the brackets and indentation levels it opens, in order? Then the
-    open ones are exactly the shifted opening terminals still on the parser stack."""
+def _nests_within_rules(rules, postlex, start: str) -> bool:
+    """Does every rule a parse can use close the brackets and indentation levels it opens, in
+    order? Then the open ones are exactly the shifted opening terminals still on the parser
+    stack.
+
+    An alternative of the start rule that begins with ``_INDENT`` is never used (the indenter
+    emits a line break before any indentation; grammars use such alternatives to add lookahead
+    to states), so the rules only it reaches are not checked.
+    """
     if not isinstance(postlex, PythonIndenter):
         return False
+    by_origin: dict[str, list] = {}
+    for rule in rules:
+        by_origin.setdefault(str(rule.origin.name), []).append(rule)
+    used, todo = [], [start]
+    seen = {start}
+    while todo:
+        name = todo.pop()
+        for rule in by_origin.get(name, ()):
+            names = [str(sym.name) for sym in rule.expansion]
+            if name == start and names[:1] == [postlex.indent]:
+                continue
+            used.append(rule)
+            for sym in rule.expansion:
+                if not sym.is_term and str(sym.name) not in seen:
+                    seen.add(str(sym.name))
+                    todo.append(str(sym.name))
     pairs = [(set(postlex.open_brackets), set(postlex.close_brackets)),
              ({postlex.indent}, {postlex.dedent})]
-    for rule in rules:
+    for rule in used:
         names = [str(sym.name) for sym in rule.expansion]
         for opens, closes in pairs:
             depth = 0
