@@ -146,7 +146,7 @@ class GrammarCompiler:
 
     def compile_json_schema(self, schema, *, strict: bool = False,
                             whitespace: str = "flexible", indent: int | None = None,
-                            separators: tuple[str, str] | None = None, max_whitespace: int = 20,
+                            separators: tuple[str, str] | None = None, max_whitespace: int = 64,
                             lenient: bool = False, precompute: bool = False) -> CompiledGrammar:
         """Compile a JSON Schema (a dict, a bool or JSON text), draft 2020-12 or draft 7.
 

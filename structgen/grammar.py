@@ -126,7 +126,7 @@ class Grammar:
     @classmethod
     def from_json_schema(cls, schema, *, strict: bool = False, whitespace: str = "flexible",
                          indent: int | None = None, separators: tuple[str, str] | None = None,
-                         max_whitespace: int = 20, lenient: bool = False) -> Grammar:
+                         max_whitespace: int = 64, lenient: bool = False) -> Grammar:
         """The grammar of the JSON documents ``schema`` (a dict, a bool or JSON text) accepts.
 
         Options as for ``GrammarCompiler.compile_json_schema`` (see :mod:`structgen.json_schema`);
