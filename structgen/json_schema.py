@@ -31,7 +31,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from lark.load_grammar import eval_escaping
+
 from .errors import ConfigurationError, GrammarError
+from .json_schema_dfa import register_for_lark, remember
 from .json_schema_refs import (
     ASSERTIONS,
     TYPES,
@@ -67,10 +70,12 @@ logger = logging.getLogger("structgen")
 __all__ = ["SUPPORTED_KEYWORDS", "SchemaError", "compile_json_schema", "json_schema_grammar",
            "json_schema_to_lark"]
 
-DEFAULT_MAX_WHITESPACE = 20
+DEFAULT_MAX_WHITESPACE = 64  # json.dumps(indent=2) to depth 31 fits
 MAX_RULES = 20_000
 MAX_UNION_STATES = 2_000
 MAX_ENUMERATED_INTEGERS = 2_000
+# A string of at most n characters needs about 21 n lexer states (escapes, UTF-8 bytes).
+MAX_STRING_LENGTH = 512
 
 SUPPORTED_KEYWORDS = {
     "type": "all types, also lists",
@@ -82,7 +87,8 @@ SUPPORTED_KEYWORDS = {
     "minProperties / maxProperties": "exact (counted in the grammar)",
     "items / prefixItems / additionalItems": "draft 7 tuple form and 2020-12 form",
     "minItems / maxItems": "exact",
-    "minLength / maxLength": "exact; also with pattern (one repeated part) and format",
+    "minLength / maxLength": "exact up to 512 characters; also with pattern (one repeated part) "
+                              "and format",
     "pattern": "Python re syntax; lookaround and back-references reported",
     "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
               "uri-reference; non-standard formats are annotations",
@@ -360,7 +366,11 @@ class _Builder:
     def regex(self, rx: str, hint: str = "R", priority: int = 0) -> str:
         if rx in ("", "(?!)"):
             raise GrammarError("internal: empty terminal")
-        return self._term("/" + _lark_regex(rx) + "/", hint, priority)
+        text = _lark_regex(rx)
+        # the lexer builds some of the regexes written here directly (json_schema_dfa); it
+        # sees them as Lark hands them on, escapes evaluated
+        register_for_lark(rx, eval_escaping(text))
+        return self._term("/" + text + "/", hint, priority)
 
     def _term(self, definition: str, hint: str, priority: int = 0) -> str:
         key = (definition, priority)
@@ -715,31 +725,43 @@ class _Builder:
         if not isinstance(pattern, str):
             raise SchemaError("must be a string", keyword="pattern", pointer=ptr)
         try:
-            if lo == 0 and hi is None:
-                return '"' + pattern_body(pattern) + '"'
-            bounds = pattern_length_bounds(pattern)
-            if bounds is not None and bounds[0] >= lo and (hi is None or bounds[1] <= hi):
-                return '"' + pattern_body(pattern) + '"'
-            body = pattern_with_length(pattern, lo, hi)
+            body = pattern_body(pattern)
         except PatternError as exc:
             self.report.unsupported(kw, ptr, f"{exc}")
             return self.length_string(lo, hi, ptr) if (lo or hi is not None) else ANY_STRING
-        if body is None:
-            self.report.unsupported("minLength" if lo else "maxLength", ptr,
-                                    f"length limits together with this {kw} are not "
-                                    "expressible (only one repeated part is handled)")
-            return '"' + pattern_body(pattern) + '"'
-        return '"' + body + '"'
+        if lo == 0 and hi is None:
+            return '"' + body + '"'
+        bounds = pattern_length_bounds(pattern)
+        if bounds is not None and bounds[0] >= lo and (hi is None or bounds[1] <= hi):
+            return '"' + body + '"'
+        try:
+            with_length = pattern_with_length(pattern, lo, hi)
+        except PatternError:  # the lengths leave no string the pattern matches
+            return None
+        if with_length is None:
+            why = (f"length limits together with this {kw} are not expressible (only one "
+                   "repeated part is handled)")
+            if lo:
+                self.report.unsupported("minLength", ptr, why)
+            if hi is not None:
+                self.report.unsupported("maxLength", ptr, why)
+            return '"' + body + '"'
+        return '"' + with_length + '"'
 
     def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
-        top = hi if hi is not None else lo
-        if top > 1000:
-            self.report.unsupported("maxLength" if hi is not None else "minLength", ptr,
-                                    "string length limits above 1000 are not enforced")
+        why = (f"string length limits above {MAX_STRING_LENGTH} are not enforced (the "
+               "lexer's automaton would be too large)")
+        if hi is not None and hi > MAX_STRING_LENGTH:
+            self.report.unsupported("maxLength", ptr, why)
+            hi = None
+        if lo > MAX_STRING_LENGTH:
+            self.report.unsupported("minLength", ptr, why)
+            lo = 0
+        if lo == 0 and hi is None:
             return ANY_STRING
-        if hi is None:
-            return f'"{ANY_UNIT}{{{lo},}}"'
-        return f'"{ANY_UNIT}{{{lo},{hi}}}"'
+        rx = f'"{ANY_UNIT}{{{lo},}}"' if hi is None else f'"{ANY_UNIT}{{{lo},{hi}}}"'
+        remember(rx, "length", ANY_UNIT, lo, hi)
+        return rx
 
     # -- numbers ----------------------------------------------------------------------------
     def number_regex(self, schema: dict, ptr: str, *, integer: bool) -> str | None:

@@ -19,6 +19,7 @@ Spelling rules (documented in ``json_schema``):
 
 from __future__ import annotations
 
+import functools
 import re
 from re import _constants as sre_c  # noqa: N813 - the stdlib's own regex parser
 from re import _parser as sre_parse
@@ -126,7 +127,7 @@ def _unit_excluding(chars: set[str]) -> str:
     for c in _SPECIALS:
         if c not in chars:
             alts.append(special_spelling(c))
-            if c in _SHORT_ESCAPES:
+            if c in _SHORT_ESCAPES and ord(c) < 0x20:
                 alts.append("\\\\u00" + _hex_ci(f"{ord(c):02x}"))
     return "(?:" + "|".join(alts) + ")"
 
@@ -134,12 +135,42 @@ def _unit_excluding(chars: set[str]) -> str:
 CANONICAL_UNIT = _unit_excluding(set())
 
 
+def canonical_spellings(c: str) -> list[bytes]:
+    """The UTF-8 spellings of character ``c`` that ``CANONICAL_UNIT`` admits."""
+    forms = []
+    if c in _SHORT_ESCAPES:
+        forms.append(_SHORT_ESCAPES[c])
+    if ord(c) < 0x20:
+        h = f"{ord(c):02x}"
+        forms.extend({"\\u00" + h, "\\u00" + h.upper()})
+    if c == "/":
+        forms.extend(["/", "\\/"])
+    elif c not in _SHORT_ESCAPES and ord(c) >= 0x20:
+        forms.append(c)
+    return [f.encode("utf-8") for f in forms]
+
+
+def _any_spelling(c: str) -> str:
+    """Regex for every spelling of ``c`` that ``CANONICAL_UNIT`` admits (the exclusion is by
+    value: a value in the set is excluded however it is spelled)."""
+    forms = [re_literal(f.decode("utf-8")) for f in canonical_spellings(c)]
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
 def string_excluding(values) -> str:
     """Regex for canonical JSON strings (quotes included) whose value is not in ``values``."""
-    vals = sorted(set(values))
+    return _string_excluding(tuple(sorted(set(values))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _string_excluding(vals: tuple[str, ...]) -> str:
+    from .json_schema_dfa import remember
+
     if not vals:
         return '"' + CANONICAL_UNIT + '*"'
-    return '"' + _not_in(vals) + '"'
+    rx = '"' + _not_in(list(vals)) + '"'
+    remember(rx, "exclude", CANONICAL_UNIT, vals, canonical_spellings)
+    return rx
 
 
 def _not_in(vals: list[str]) -> str:
@@ -157,7 +188,7 @@ def _not_in(vals: list[str]) -> str:
     def deviate(node) -> str:
         kids = sorted(c for c in node if c is not None)
         alts = [_unit_excluding(set(kids))]
-        alts += [canonical_char(c) + deviate(node[c]) for c in kids]
+        alts += [_any_spelling(c) + deviate(node[c]) for c in kids]
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
     def stops(node) -> str | None:
@@ -166,7 +197,7 @@ def _not_in(vals: list[str]) -> str:
         for c in kids:
             sub = stops(node[c])
             if sub is not None:
-                alts.append(canonical_char(c) + sub)
+                alts.append(_any_spelling(c) + sub)
         if not alts:
             return None
         if alts == [""]:
@@ -440,6 +471,15 @@ def pattern_with_length(pattern: str, min_len: int, max_len: int | None) -> str 
         items.insert(0, dot_star)
     if not end and not (items and is_any_repeat(items[-1])):
         items.append(dot_star)
+    # fixed-width parts as long as max_len: any ".*" around them must match nothing
+    rest = [it for it in items if not is_any_repeat(it)]
+    widths = [sre_parse.SubPattern(parsed.state, [it]).getwidth() for it in rest]
+    if max_len is not None and all(a == b for a, b in widths):
+        fixed = sum(a for a, _ in widths)
+        if fixed > max_len or fixed < min_len and len(rest) == len(items):
+            raise PatternError("minLength/maxLength leave no string matching the pattern")
+        if fixed == max_len:
+            return _Emitter(pattern, flags).seq(rest, flags)
     # flatten single-item groups
     while True:
         changed = False

@@ -16,6 +16,9 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -419,6 +422,24 @@ def _shortest_match(dfa: ByteDFA) -> ByteDFA:
     return _trim_and_minimize(trans.astype(np.int64), dfa.accepting.copy(), 0)
 
 
+_DIRECT: OrderedDict[str, Callable[[], ByteDFA | None]] = OrderedDict()
+MAX_DIRECT = 4096
+
+
+def register_direct(regex: str, build: Callable[[], ByteDFA | None]) -> None:
+    """Have :func:`regex_to_dfa` call ``build()`` for exactly ``regex``: a front end that wrote
+    the regex knows a faster construction of the same language (``build`` may return None to
+    fall back to the general path). Bounded; forgetting one only costs speed."""
+    with _DIRECT_LOCK:
+        _DIRECT[regex] = build
+        _DIRECT.move_to_end(regex)
+        while len(_DIRECT) > MAX_DIRECT:
+            _DIRECT.popitem(last=False)
+
+
+_DIRECT_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1024)
 def regex_to_dfa(regex: str, *, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
     """Compile a Python-syntax regex (as Lark writes terminals) to a minimized byte DFA.
@@ -428,6 +449,20 @@ def regex_to_dfa(regex: str, *, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA
     their arrays are made read-only).
     """
     regex = LARK_COMMON_EQUIVALENTS.get(regex, regex)
+    build = _DIRECT.get(regex)
+    dfa = build() if build is not None else None
+    if dfa is not None:
+        if dfa.n_states > max_states:
+            raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
+                             f"(limit {max_states})")
+        dfa.transitions.setflags(write=False)
+        dfa.accepting.setflags(write=False)
+        return dfa
+    return _compile(regex, max_states)
+
+
+def _compile(regex: str, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
+    """The general path of :func:`regex_to_dfa` (no cache, no direct builders)."""
     parsed = _parse(regex)
     greedy, lazy = _repeat_kinds(regex, parsed)
     if lazy and greedy:

@@ -363,7 +363,8 @@ def test_pattern_translation_brute_force():
 
 def test_pattern_with_length():
     rng = random.Random(2)
-    for p, lo, hi in [(r"^[a-z]+$", 2, 4), (r"^[0-9]{2}-.*$", 3, 6), (r"^ab", 3, 5)]:
+    for p, lo, hi in [(r"^[a-z]+$", 2, 4), (r"^[0-9]{2}-.*$", 3, 6), (r"^ab", 3, 5),
+                      (r"[a-z]{3}", 3, 3), (r"b", 0, 1), (r"^a.", 1, 2)]:
         body = pattern_with_length(p, lo, hi)
         assert body is not None, p
         rx = re.compile('"' + body + '"')
@@ -381,6 +382,61 @@ def test_string_excluding_brute_force():
                 for _ in range(2000)} | set(names)
         for s in pool:
             assert bool(rx.fullmatch(json.dumps(s, ensure_ascii=False))) == (s not in names)
+
+
+def _same_language(a, b) -> bool:
+    """Whether two byte DFAs accept the same strings (a walk over their product)."""
+    seen = {(0, 0)}
+    stack = [(0, 0)]
+    while stack:
+        x, y = stack.pop()
+        if (x >= 0 and bool(a.accepting[x])) != (y >= 0 and bool(b.accepting[y])):
+            return False
+        for byte in range(256):
+            nx = int(a.transitions[x, byte]) if x >= 0 else -1
+            ny = int(b.transitions[y, byte]) if y >= 0 else -1
+            if (nx >= 0 or ny >= 0) and (nx, ny) not in seen:
+                seen.add((nx, ny))
+                stack.append((nx, ny))
+    return True
+
+
+@pytest.mark.parametrize("names", [
+    ["a"], [""], ["name", "nam", "type", "t", ""], ["a/b", "x//", "/"],
+    ["q\"x", "back\\slash", "tab\tnew\nline", "\x01\x1f"], ["é", "éa", "中文", "😀x", "\u2028"],
+    [f"k{i}" for i in range(40)],
+])
+def test_direct_exclusion_dfa_is_the_regex(names):
+    from structgen.json_schema_dfa import excluding_dfa
+    from structgen.json_schema_regex import CANONICAL_UNIT, canonical_spellings
+    from structgen.regex_dfa import _compile
+
+    direct = excluding_dfa(CANONICAL_UNIT, tuple(sorted(set(names))), canonical_spellings)
+    assert direct is not None
+    assert _same_language(direct, _compile(string_excluding(names)))
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 0), (0, 3), (2, 2), (1, None), (3, None), (0, None)])
+def test_direct_length_dfa_is_the_regex(lo, hi):
+    from structgen.json_schema_dfa import length_dfa
+    from structgen.json_schema_regex import ANY_UNIT
+    from structgen.regex_dfa import _compile
+
+    rx = f'"{ANY_UNIT}{{{lo},{"" if hi is None else hi}}}"'
+    direct = length_dfa(ANY_UNIT, lo, hi)
+    assert direct is not None
+    assert _same_language(direct, _compile(rx))
+
+
+def test_lexer_uses_the_direct_builders(compiler):
+    from structgen.regex_dfa import _DIRECT
+
+    schema = {"type": "object", "properties": {"a/b": {"type": "string", "maxLength": 5}}}
+    c = compile_json_schema(compiler, schema)
+    direct = [t.name for t in c.grammar.terminals if t.regex in _DIRECT]
+    assert len(direct) == 2, direct  # the other keys, and the string of at most 5 characters
+    assert accepts(c, '{"a/b":"12345","c":2}')
+    assert not accepts(c, '{"a/b":"123456"}') and not accepts(c, '{"a/b":"1","a\\/b":2}')
 
 
 def test_format_regexes_agree_with_python():
