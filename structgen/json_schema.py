@@ -19,8 +19,8 @@ Output shape (what "exact" is relative to):
   whole document.
 * Spellings: see ``json_schema_regex``: strings whose value is constrained (``pattern``,
   ``format``, ``enum``/``const``, property names) use the canonical spelling of
-  ``json.dumps(..., ensure_ascii=False)``; integers have no fraction or exponent; bounded
-  numbers are written without exponent.
+  ``json.dumps(..., ensure_ascii=False)``; integers have no exponent (a zero fraction, ``1.0``,
+  is allowed: JSON Schema counts it an integer); bounded numbers are written without exponent.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ SUPPORTED_KEYWORDS = {
                               "and format",
     "pattern": "Python re syntax; lookaround and back-references reported",
     "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
-              "uri-reference; non-standard formats are annotations",
+              "uri-reference, json-pointer, relative-json-pointer; non-standard formats are "
+              "annotations",
     "minimum / maximum / exclusive*": "exact for integers and decimals",
     "multipleOf": "integers (exact); numbers with an integer multipleOf",
     "anyOf": "exact: type-wise union, objects and arrays merged state by state",
@@ -318,10 +319,10 @@ class _Builder:
         self.root = schema
         self.strict = strict
         self.report = Reporter(lenient)
-        self.refs = RefResolver(schema)
         draft = schema.get("$schema", "") if isinstance(schema, dict) else ""
         self.old_draft = isinstance(draft, str) and any(
             f"draft-0{n}" in draft for n in (3, 4, 5, 6, 7))
+        self.refs = RefResolver(schema, ref_overrides_siblings=self.old_draft)
         self.rules: dict[str, list[str]] = {}
         self.rule_pointers: dict[str, str] = {}
         self.terminals: dict[str, str] = {}  # definition text -> name
@@ -434,13 +435,20 @@ class _Builder:
                 seen.add((ref, ptr))
                 siblings = {k: v for k, v in schema.items() if k != "$ref"}
                 try:
-                    target, tptr = self.refs.resolve(ref, ptr)
+                    target, tptr = self.refs.resolve(ref, ptr, schema)
                 except SchemaError as exc:
                     self.report.unsupported("$ref", ptr, str(exc).split(": ", 1)[-1])
                     target, tptr = True, ptr
                 if self.old_draft or not any(k in ASSERTIONS for k in siblings):
                     schema, ptr = target, tptr
                     continue
+                if target is False:
+                    return False, tptr
+                if target is True:
+                    schema = siblings
+                    continue
+                # the target's own references resolve where the target is
+                target, tptr = self.normalize(target, tptr)
                 if target is False:
                     return False, tptr
                 if target is True:
@@ -554,8 +562,9 @@ class _Builder:
         out = _Parts(null=True, booleans={True, False})
         out.strings.append(("re", ANY_STRING))
         out.numbers.append(NUMBER)
-        out.objects.append(_ObjSpec(ptr, [], [], None, 0, None))
-        out.objects[-1].extras.append((ANY_STRING, True, ptr, 0))
+        # property names use the canonical spelling, as everywhere (see the module docstring)
+        out.objects.append(_ObjSpec(ptr, [], [(string_excluding([]), True, ptr, 0)], (True, ptr),
+                                    0, None))
         out.arrays.append(_ArrSpec(ptr, [], (True, ptr), 0, None))
         return out
 
@@ -783,10 +792,13 @@ class _Builder:
             if ilo is not None and ihi is not None and ilo > ihi:
                 return None
             if mult is not None and mult != 1:
-                return self.multiple_regex(mult, ilo, ihi, ptr)
-            if ilo is None and ihi is None:
-                return INTEGER
-            return int_range(ilo, ihi)
+                rx = self.multiple_regex(mult, ilo, ihi, ptr)
+            elif ilo is None and ihi is None:
+                rx = INTEGER
+            else:
+                rx = int_range(ilo, ihi)
+            # JSON Schema counts 1.0 an integer (draft 6 on)
+            return None if rx is None else f"(?:{rx})(?:\\.0+)?"
         if lo is None and hi is None:
             return NUMBER
         return decimal_range(lo, lo_x, hi, hi_x)
@@ -1042,6 +1054,10 @@ class _Builder:
                 bb = {} if b is True else b
                 b = merge_schemas(siblings, bb, bptr, self.report)
             merged.append((b, bptr))
+        if kw == "anyOf":  # the same branch twice adds nothing
+            seen: set[str] = set()
+            merged = [(b, p) for b, p in merged
+                      if not (self.ckey(b) in seen or seen.add(self.ckey(b)))]
         out = _Parts()
         all_parts = [self.parts(b, p) for b, p in merged]
         if kw == "oneOf":

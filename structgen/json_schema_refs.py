@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from urllib.parse import unquote
+from urllib.parse import unquote, urljoin
 
 from .errors import UnsupportedFeatureError
 
@@ -66,59 +66,125 @@ class Reporter:
 
 
 class RefResolver:
-    """Resolves in-document ``$ref`` values against the root schema."""
+    """Resolves in-document ``$ref`` values against the root schema.
 
-    def __init__(self, root) -> None:
+    References are URIs resolved against the base URI in effect where they appear (the
+    ``$id`` values on the way from the root, as RFC 3986 joins them); a target is a schema
+    with that ``$id``, an ``$anchor`` (or a draft 7 ``$id: "#name"``) under that base, or a
+    JSON pointer inside one of them. Only targets inside the document are found.
+    """
+
+    def __init__(self, root, *, ref_overrides_siblings: bool = False) -> None:
         self.root = root
-        self.ids: dict[str, tuple[object, str]] = {}
-        self._index(root, "")
+        # draft 7 and earlier: beside $ref every keyword, $id included, is ignored
+        self.ref_overrides_siblings = ref_overrides_siblings
+        self.ids: dict[str, tuple[object, str]] = {"": (root, "")}
+        self.legacy: dict[str, tuple[object, str]] = {}  # by raw $id value and '#anchor'
+        self.where: dict[int, str] = {}  # id() of each schema object in the document -> pointer
+        self._index(root, "", "")
 
-    def _index(self, node, ptr: str) -> None:
-        stack = [(node, ptr)]
+    def _id_of(self, node: dict) -> str | None:
+        if self.ref_overrides_siblings and "$ref" in node:
+            return None
+        for key in ("$id", "id"):
+            v = node.get(key)
+            if isinstance(v, str) and v:
+                return v
+        return None
+
+    def _index(self, node, ptr: str, base: str) -> None:
+        stack = [(node, ptr, base)]
         while stack:
-            node, ptr = stack.pop()
+            node, ptr, base = stack.pop()
             if isinstance(node, dict):
-                for key in ("$id", "id", "$anchor"):
-                    v = node.get(key)
-                    if isinstance(v, str) and v:
-                        name = ("#" + v) if key == "$anchor" else v
-                        self.ids.setdefault(name, (node, ptr))
-                        if "#" in v and key != "$anchor":
-                            self.ids.setdefault("#" + v.split("#", 1)[1], (node, ptr))
+                self.where.setdefault(id(node), ptr)
+                own = self._id_of(node)
+                if own is not None:
+                    if own.startswith("#") and not own.startswith("#/"):  # draft 7 anchor
+                        self.ids.setdefault(_strip_empty_fragment(base) + own, (node, ptr))
+                    else:
+                        base = _join(base, own)
+                        self.ids.setdefault(_strip_empty_fragment(base), (node, ptr))
+                    self.legacy.setdefault(own, (node, ptr))
+                    if "#" in own:
+                        self.legacy.setdefault("#" + own.split("#", 1)[1], (node, ptr))
+                anchor = node.get("$anchor")
+                if isinstance(anchor, str) and anchor:
+                    self.ids.setdefault(_strip_empty_fragment(base).split("#")[0] + "#" + anchor,
+                                        (node, ptr))
+                    self.legacy.setdefault("#" + anchor, (node, ptr))
                 for k, v in node.items():
                     if k in ("enum", "const", "examples", "default"):
                         continue
                     if isinstance(v, (dict, list)):
-                        stack.append((v, ptr + "/" + escape_pointer(k)))
+                        stack.append((v, ptr + "/" + escape_pointer(k), base))
             elif isinstance(node, list):
                 for i, v in enumerate(node):
                     if isinstance(v, (dict, list)):
-                        stack.append((v, f"{ptr}/{i}"))
+                        stack.append((v, f"{ptr}/{i}", base))
 
-    def resolve(self, ref: str, pointer: str):
-        """(target schema, its JSON pointer) for ``ref``; raises SchemaError if not local."""
+    def base_of(self, pointer: str) -> str:
+        """The base URI in effect at ``pointer`` (the root's ``$id`` joined with every
+        ``$id`` on the way down)."""
+        node = self.root
+        base = ""
+        if isinstance(node, dict) and self._id_of(node) and not self._id_of(node).startswith("#"):
+            base = _join(base, self._id_of(node))
+        for raw in pointer.split("/")[1:] if pointer else []:
+            tok = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and tok in node:
+                node = node[tok]
+            elif isinstance(node, list) and tok.isdigit() and int(tok) < len(node):
+                node = node[int(tok)]
+            else:
+                break
+            own = self._id_of(node) if isinstance(node, dict) else None
+            if own is not None and not own.startswith("#"):
+                base = _join(base, own)
+        return base
+
+    def resolve(self, ref: str, pointer: str, holder=None):
+        """(target schema, its JSON pointer) for ``ref``; raises SchemaError if not local.
+
+        ``holder`` is the schema object holding the ``$ref``: when it is part of the document
+        its own place gives the base URI (``pointer`` may name where a merged copy is used)."""
         if not isinstance(ref, str):
             raise SchemaError("must be a string", keyword="$ref", pointer=pointer)
-        if ref in self.ids and not ref.startswith("#/"):
-            return self.ids[ref]
+        place = self.where.get(id(holder), pointer) if holder is not None else pointer
+        target = _join(self.base_of(place), ref)
+        uri, _, frag = target.partition("#")
+        if uri in self.ids or uri == "":
+            node, ptr = self.ids.get(uri, (self.root, ""))
+            if not frag:
+                return node, ptr
+            if frag.startswith("/"):
+                return self._walk(node, ptr, frag, ref, pointer)
+            found = self.ids.get(uri + "#" + frag)
+            if found is not None:
+                return found
+        # older habits: a bare $id value, an anchor anywhere, a root $id ending in the ref
+        found = self.legacy.get(ref)
+        if found is not None and not ref.startswith("#/"):
+            return found
         base, _, frag = ref.partition("#")
         if base:
             root_id = self.root.get("$id") if isinstance(self.root, dict) else None
-            if base in self.ids:
-                node, ptr = self.ids[base]
+            if base in self.legacy:
+                node, ptr = self.legacy[base]
                 if frag and not frag.startswith("/"):
-                    found = self.ids.get("#" + frag)
+                    found = self.legacy.get("#" + frag)
                     if found is None:
                         raise SchemaError(f"unknown anchor in {ref!r}", keyword="$ref",
                                           pointer=pointer)
                     return found
                 return self._walk(node, ptr, frag, ref, pointer)
-            if not (root_id and (root_id.rstrip("#") == base or root_id.endswith("/" + base))):
+            if not (isinstance(root_id, str) and (root_id.rstrip("#") == base
+                                                  or root_id.endswith("/" + base))):
                 raise SchemaError(f"reference {ref!r} points outside the document (only "
                                   "in-document references are resolved)",
                                   keyword="$ref", pointer=pointer)
         if frag and not frag.startswith("/"):
-            found = self.ids.get("#" + frag)
+            found = self.legacy.get("#" + frag)
             if found is None:
                 raise SchemaError(f"unknown anchor in {ref!r}", keyword="$ref", pointer=pointer)
             return found
@@ -138,6 +204,17 @@ class RefResolver:
                                   pointer=pointer)
             ptr = ptr + "/" + escape_pointer(tok)
         return node, ptr
+
+
+def _join(base: str, ref: str) -> str:
+    """RFC 3986 reference resolution, also for schemes ``urljoin`` leaves alone (``urn:``)."""
+    if ref.startswith("#"):
+        return base.split("#", 1)[0] + ref
+    return urljoin(base, ref)
+
+
+def _strip_empty_fragment(uri: str) -> str:
+    return uri[:-1] if uri.endswith("#") else uri
 
 
 def canonical_key(schema) -> str:

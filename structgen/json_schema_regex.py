@@ -562,6 +562,7 @@ _URI_NOCOLON_SEG = f"(?:[{_UNRESERVED}{_SUBDELIMS}@]|{_PCT})"
 _SCHEME = r"[A-Za-z][A-Za-z0-9+\-.]*"
 _URI = f"{_SCHEME}:{_URI_CHARS}*"
 _URI_REF = f"(?:{_URI}|(?:{_URI_NOCOLON_SEG}*(?:[\\/?#]{_URI_CHARS}*)?))"
+_JSON_POINTER = "(?:/(?:[^~/]|~[01])*)*"  # RFC 6901
 _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+\-=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-=?^_`{|}~]+)*"
 
 FORMATS = {
@@ -576,6 +577,8 @@ FORMATS = {
     "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
     "uri": _URI,
     "uri-reference": _URI_REF,
+    "json-pointer": _JSON_POINTER,
+    "relative-json-pointer": f"(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})",
 }
 # Formats the JSON Schema specifications define; a format outside this list is an annotation
 # (no validator asserts it), anything inside it that is not in FORMATS is reported.
