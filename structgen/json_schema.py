@@ -58,12 +58,14 @@ from .json_schema_regex import (
     decimal_range,
     int_range,
     json_literal,
+    keys_in_region,
     pattern_body,
     pattern_length_bounds,
     pattern_with_length,
     re_literal,
     string_excluding,
 )
+from .regex_dfa import dfas_disjoint, regex_to_dfa
 
 logger = logging.getLogger("structgen")
 
@@ -74,6 +76,7 @@ DEFAULT_MAX_WHITESPACE = 64  # json.dumps(indent=2) to depth 31 fits
 MAX_RULES = 20_000
 MAX_UNION_STATES = 2_000
 MAX_ENUMERATED_INTEGERS = 2_000
+MAX_OVERLAPPING_PATTERNS = 4  # patternProperties regions: 2**n of them
 # A string of at most n characters needs about 21 n lexer states (escapes, UTF-8 bytes).
 MAX_STRING_LENGTH = 512
 
@@ -82,14 +85,16 @@ SUPPORTED_KEYWORDS = {
     "enum / const": "any JSON values (strings in canonical spelling)",
     "properties / required": "schema order; optional properties may be skipped",
     "additionalProperties": "true (spec default) / false / schema; strict=True forbids extras",
-    "patternProperties": "with additionalProperties false, or all with the same schema",
+    "patternProperties": "exact, overlapping patterns included (up to 4 with different "
+                         "schemas)",
     "propertyNames": "string schemas (pattern, length, enum, format)",
     "minProperties / maxProperties": "exact (counted in the grammar)",
     "items / prefixItems / additionalItems": "draft 7 tuple form and 2020-12 form",
     "minItems / maxItems": "exact",
     "minLength / maxLength": "exact up to 512 characters; also with pattern (one repeated part) "
                               "and format",
-    "pattern": "Python re syntax; lookaround and back-references reported",
+    "pattern": "Python re syntax and ECMA \\p{...} general categories; lookaround and "
+               "back-references reported",
     "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
               "uri-reference, json-pointer, relative-json-pointer; non-standard formats are "
               "annotations",
@@ -330,6 +335,7 @@ class _Builder:
         self.value_memo: dict[str, str] = {}
         self.union_memo: dict = {}
         self.parts_memo: dict[str, _Parts] = {}
+        self.disjoint_memo: dict[tuple[str, str], bool] = {}
         self.in_progress: set[str] = set()
         self.norm_depth = 0
         self.ckeys: dict[int, tuple] = {}
@@ -886,31 +892,7 @@ class _Builder:
                 self.report.unsupported("patternProperties", ptr,
                                         "patternProperties together with propertyNames")
         elif pat:
-            # Keys matching a pattern get the pattern's terminal, others the generic one: both
-            # end at the same closing quote, so the higher priority decides, exactly.
-            vals = [(pp, True if psub == {} else psub) for pp, psub in pat.items()]
-            addl_n = True if addl == {} else addl
-            groups: dict[str, list] = {}
-            for pp, psub in vals:
-                groups.setdefault(canonical_key(psub), []).append((pp, psub))
-            if len(groups) == 1 and canonical_key(vals[0][1]) == canonical_key(addl_n):
-                extras.append((string_excluding(declared), addl,
-                               f"{ptr}/additionalProperties", 0))
-            else:
-                if len(groups) > 1 and not self.patterns_disjoint([p for p, _ in vals], ptr):
-                    self.report.unsupported("patternProperties", ptr,
-                                            "overlapping patterns with different schemas")
-                for members in groups.values():
-                    joined = members[0][0] if len(members) == 1 else \
-                        "|".join(f"(?:{p})" for p, _ in members)
-                    rx = self.key_regex_for_pattern(joined, declared, ptr)
-                    if rx is not None:
-                        extras.append((rx, members[0][1], f"{ptr}/patternProperties/"
-                                       f"{escape_pointer(members[0][0])}", 1))
-                if addl is not False:
-                    aptr = f"{ptr}/additionalProperties"
-                    if not self.parts(addl, aptr).is_empty():
-                        extras.append((string_excluding(declared), addl, aptr, 0))
+            extras.extend(self.pattern_regions(pat, addl, declared, ptr))
         elif addl is not False:
             aptr = f"{ptr}/additionalProperties"
             if not self.parts(addl, aptr).is_empty():
@@ -958,36 +940,67 @@ class _Builder:
                                     "propertyNames; other keys cannot exclude them")
         return rx
 
-    def key_regex_for_pattern(self, pattern: str, declared, ptr: str) -> str | None:
-        try:
-            rx = '"' + pattern_body(pattern) + '"'
-        except PatternError as exc:
-            self.report.unsupported("patternProperties", ptr, str(exc))
-            return None
-        clash = [d for d in declared if _search(pattern, d)]
-        if clash:
-            # the declared names are handled by their own keys; a pattern key must not spell
-            # them, which a regex cannot subtract in general
-            self.report.unsupported("patternProperties", ptr,
-                                    f"pattern {pattern!r} also matches declared property "
-                                    f"{clash[0]!r}")
-        return rx
+    def pattern_regions(self, pat: dict, addl, declared: list, ptr: str) -> list:
+        """Undeclared keys of an object with ``patternProperties``, split by the patterns they
+        match: keys matching the patterns of set T get all of their schemas, keys matching
+        none get ``additionalProperties`` (declared names already carry the schemas of the
+        patterns they match). Each region is one key terminal, written with whole-string
+        lookaheads that the lexer builds as a product of automata."""
+        addl_n = True if addl == {} else addl
+        groups: dict[str, list] = {}  # patterns with the same schema act as one
+        for pp, psub in pat.items():
+            psub = True if psub == {} else psub
+            pptr = f"{ptr}/patternProperties/{escape_pointer(pp)}"
+            try:
+                key = '"' + pattern_body(pp) + '"'
+            except PatternError as exc:
+                self.report.unsupported("patternProperties", pptr, str(exc))
+                continue
+            groups.setdefault(canonical_key(psub), [psub, pptr, []])[2].append(key)
+        if all(k == canonical_key(addl_n) for k in groups):
+            aptr = f"{ptr}/additionalProperties"
+            if addl is False or self.parts(addl, aptr).is_empty():
+                return []
+            return [(string_excluding(declared), addl, aptr, 0)]
+        glist = [(sch, gptr, keys[0] if len(keys) == 1 else
+                  "(?:" + "|".join(f"(?:{k})" for k in keys) + ")")
+                 for sch, gptr, keys in groups.values()]
+        n = len(glist)
+        overlap = [(i, j) for i in range(n) for j in range(i + 1, n)
+                   if not self.regexes_disjoint([glist[i][2]], [glist[j][2]])]
+        if not overlap:
+            subsets = [(i,) for i in range(n)] + [()]
+        elif n <= MAX_OVERLAPPING_PATTERNS:
+            subsets = [tuple(i for i in range(n) if mask >> i & 1) for mask in range(1 << n)]
+        else:
+            self.report.unsupported("patternProperties", ptr, f"{n} overlapping patterns with "
+                                    f"different schemas (at most {MAX_OVERLAPPING_PATTERNS})")
+            subsets = [(i,) for i in range(n)] + [()]
+        out = []
+        for members in subsets:
+            if members:
+                sch = glist[members[0]][0] if len(members) == 1 else \
+                    {"allOf": [glist[i][0] for i in members]}
+                sptr = glist[members[0]][1] if len(members) == 1 else f"{ptr}/patternProperties"
+            else:
+                sch, sptr = addl, f"{ptr}/additionalProperties"
+                if addl is False:
+                    continue
+            inside = [glist[i][2] for i in members]
+            outside = [glist[i][2] for i in range(n) if i not in members and (
+                overlap or not members)]
+            rx = keys_in_region(declared, inside, outside) if inside or outside else \
+                string_excluding(declared)
+            if self.parts(sch, sptr).is_empty() or not self.regex_nonempty(rx):
+                continue
+            out.append((rx, sch, sptr, 0))
+        return out
 
-    def patterns_disjoint(self, patterns, ptr: str) -> bool:
+    def regex_nonempty(self, rx: str) -> bool:
         try:
-            import interegular
-
-            fsms = [interegular.parse_pattern(pattern_body(p)).to_fsm() for p in patterns]
-        except Exception:  # noqa: BLE001
-            return False
-        for i in range(len(fsms)):
-            for j in range(i + 1, len(fsms)):
-                try:
-                    if not (fsms[i] & fsms[j]).empty():
-                        return False
-                except Exception:  # noqa: BLE001
-                    return False
-        return True
+            return bool(regex_to_dfa(rx).accepting.any())
+        except GrammarError:
+            return True
 
     # -- arrays -----------------------------------------------------------------------------
     def array_spec(self, schema: dict, ptr: str) -> _ArrSpec | None:
@@ -1098,14 +1111,17 @@ class _Builder:
         return self.regexes_disjoint(rx, ry)
 
     def regexes_disjoint(self, xs, ys) -> bool:
-        try:
-            import interegular
-
-            fx = interegular.parse_pattern("|".join(f"(?:{x})" for x in xs)).to_fsm()
-            fy = interegular.parse_pattern("|".join(f"(?:{y})" for y in ys)).to_fsm()
-            return (fx & fy).empty()
-        except Exception:  # noqa: BLE001 - interegular cannot decide: assume overlap
-            return False
+        rx = "|".join(f"(?:{x})" for x in xs)
+        ry = "|".join(f"(?:{y})" for y in ys)
+        key = (rx, ry)
+        found = self.disjoint_memo.get(key)
+        if found is None:
+            try:
+                found = dfas_disjoint(regex_to_dfa(rx), regex_to_dfa(ry))
+            except GrammarError:  # cannot decide: assume they overlap
+                found = False
+            self.disjoint_memo[key] = found
+        return found
 
     def objects_disjoint(self, x: _ObjSpec, y: _ObjSpec, depth: int) -> bool:
         if depth > 3:

@@ -19,7 +19,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .regex_dfa import ByteDFA, _trim_and_minimize, regex_to_dfa, register_direct
+from .regex_dfa import (
+    ByteDFA,
+    _trim_and_minimize,
+    dfa_intersection,
+    regex_to_dfa,
+    register_direct,
+)
 
 MAX_REMEMBERED = 4096
 MAX_SPELLINGS = 64  # per excluded value (controls and '/' have several spellings)
@@ -29,7 +35,8 @@ _SPECS: OrderedDict[str, tuple] = OrderedDict()
 
 
 def remember(regex: str, kind: str, *args) -> None:
-    """Note that ``regex`` is the language ``kind`` (``exclude`` or ``length``) of ``args``."""
+    """Note that ``regex`` is the language ``kind`` (``exclude``, ``length`` or ``region``) of
+    ``args``."""
     _SPECS[regex] = (kind, args)
     _SPECS.move_to_end(regex)
     while len(_SPECS) > MAX_REMEMBERED:
@@ -42,8 +49,22 @@ def register_for_lark(regex: str, lark_regex: str) -> None:
     if spec is None:
         return
     kind, args = spec
-    build = excluding_dfa if kind == "exclude" else length_dfa
+    build = {"exclude": excluding_dfa, "length": length_dfa, "region": region_dfa}[kind]
     register_direct(lark_regex, functools.partial(build, *args))
+
+
+def region_dfa(unit_regex: str, values: tuple[str, ...], spell, inside: tuple[str, ...],
+               outside: tuple[str, ...]) -> ByteDFA | None:
+    """Keys (``excluding_dfa``) that every regex of ``inside`` matches and none of
+    ``outside`` does."""
+    dfa = excluding_dfa(unit_regex, values, spell)
+    if dfa is None:
+        return None
+    for rx in inside:
+        dfa = dfa_intersection(dfa, regex_to_dfa(rx))
+    for rx in outside:
+        dfa = dfa_intersection(dfa, regex_to_dfa(rx), negate_b=True)
+    return dfa
 
 
 def _unit(unit_regex: str) -> tuple[np.ndarray, int] | None:

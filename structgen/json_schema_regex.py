@@ -110,13 +110,15 @@ def json_literal(value: str) -> str:
 # Strings excluding a finite set of values (generic keys next to declared properties)
 # ----------------------------------------------------------------------------------------------
 
-_ALL_ESCAPES = r'\\["\\/bfnrt]|\\u00[01][0-9a-fA-F]'
+# the short escapes, and \\u00XX for the controls that have none (one spelling per character)
+_ALL_ESCAPES = r'\\["\\/bfnrt]|\\u00(?:0[0-7bBeEfF]|1[0-9a-fA-F])'
 
 
 def _unit_excluding(chars: set[str]) -> str:
-    """One canonical character unit whose character is not in ``chars``. Controls, ``"`` and
-    ``\\`` may be written with their short escape or ``\\u00XX``, ``/`` raw or ``\\/``: all
-    spellings of one character are excluded together, so the exclusion is by value."""
+    """One canonical character unit whose character is not in ``chars``: ``"``, ``\\`` and
+    controls written with their short escape, or ``\\u00XX`` (either case) for controls that
+    have none; ``/`` raw or ``\\/``. All spellings of one character are excluded together, so
+    the exclusion is by value."""
     raw = sorted(c for c in chars if c not in _SPECIALS)
     cls = r'[^"\\\x00-\x1f' + "".join(re_class_char(c) for c in raw) + "]"
     if not any(c in _SPECIALS or c == "/" for c in chars):
@@ -127,8 +129,6 @@ def _unit_excluding(chars: set[str]) -> str:
     for c in _SPECIALS:
         if c not in chars:
             alts.append(special_spelling(c))
-            if c in _SHORT_ESCAPES and ord(c) < 0x20:
-                alts.append("\\\\u00" + _hex_ci(f"{ord(c):02x}"))
     return "(?:" + "|".join(alts) + ")"
 
 
@@ -140,9 +140,9 @@ def canonical_spellings(c: str) -> list[bytes]:
     forms = []
     if c in _SHORT_ESCAPES:
         forms.append(_SHORT_ESCAPES[c])
-    if ord(c) < 0x20:
+    elif ord(c) < 0x20:
         h = f"{ord(c):02x}"
-        forms.extend({"\\u00" + h, "\\u00" + h.upper()})
+        forms.extend(sorted({"\\u00" + h, "\\u00" + h.upper()}))
     if c == "/":
         forms.extend(["/", "\\/"])
     elif c not in _SHORT_ESCAPES and ord(c) >= 0x20:
@@ -155,6 +155,20 @@ def _any_spelling(c: str) -> str:
     value: a value in the set is excluded however it is spelled)."""
     forms = [re_literal(f.decode("utf-8")) for f in canonical_spellings(c)]
     return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
+def keys_in_region(values, inside: list[str], outside: list[str]) -> str:
+    """Regex for canonical keys (``string_excluding(values)``) that every regex of ``inside``
+    matches in full and none of ``outside`` does (each a regex over key spellings, quotes
+    included), written with whole-string lookaheads."""
+    from .json_schema_dfa import remember
+
+    vals = tuple(sorted(set(values)))
+    rx = ("".join(f"(?={k}\\Z)" for k in inside) + "".join(f"(?!{k}\\Z)" for k in outside)
+          + _string_excluding(vals))
+    remember(rx, "region", CANONICAL_UNIT, vals, canonical_spellings, tuple(inside),
+             tuple(outside))
+    return rx
 
 
 def string_excluding(values) -> str:
@@ -391,13 +405,110 @@ def _case_closure(items):
     return out
 
 
+_CATEGORY_NAMES = {
+    "Letter": "L", "Cased_Letter": "LC", "Uppercase_Letter": "Lu", "Lowercase_Letter": "Ll",
+    "Titlecase_Letter": "Lt", "Modifier_Letter": "Lm", "Other_Letter": "Lo", "Mark": "M",
+    "Nonspacing_Mark": "Mn", "Spacing_Mark": "Mc", "Enclosing_Mark": "Me", "Number": "N",
+    "Decimal_Number": "Nd", "digit": "Nd", "Letter_Number": "Nl", "Other_Number": "No",
+    "Punctuation": "P", "punct": "P", "Connector_Punctuation": "Pc", "Dash_Punctuation": "Pd",
+    "Open_Punctuation": "Ps", "Close_Punctuation": "Pe", "Initial_Punctuation": "Pi",
+    "Final_Punctuation": "Pf", "Other_Punctuation": "Po", "Symbol": "S", "Math_Symbol": "Sm",
+    "Currency_Symbol": "Sc", "Modifier_Symbol": "Sk", "Other_Symbol": "So",
+    "Separator": "Z", "Space_Separator": "Zs", "Line_Separator": "Zl",
+    "Paragraph_Separator": "Zp", "Other": "C", "Control": "Cc", "cntrl": "Cc", "Format": "Cf",
+    "Surrogate": "Cs", "Private_Use": "Co", "Unassigned": "Cn",
+}
+_PROPERTY_ESCAPE = re.compile(r"\\([pP])\{([A-Za-z_=]+)\}")
+
+
+@functools.cache
+def _category_ranges(cat: str) -> tuple[tuple[int, int], ...]:
+    """Code point ranges of a Unicode general category (``L``, ``Lu``, ``LC`` ...)."""
+    import unicodedata
+
+    wanted = {"LC": ("Lu", "Ll", "Lt")}.get(cat)
+    out: list[list[int]] = []
+    for cp in range(0x110000):
+        c = unicodedata.category(chr(cp))
+        if (c in wanted) if wanted else c.startswith(cat):
+            if out and out[-1][1] == cp - 1:
+                out[-1][1] = cp
+            else:
+                out.append([cp, cp])
+    return tuple((a, b) for a, b in out)
+
+
+def _python_syntax(pattern: str) -> str:
+    """An ECMA-262 pattern (JSON Schema's dialect) in Python ``re`` syntax: Unicode property
+    escapes ``\\p{Letter}`` / ``\\P{Lu}`` (general categories) become explicit classes."""
+    if "\\p{" not in pattern and "\\P{" not in pattern:
+        return pattern
+    out = []
+    i = 0
+    in_class = False
+    while i < len(pattern):
+        c = pattern[i]
+        m = _PROPERTY_ESCAPE.match(pattern, i) if c == "\\" else None
+        if m:
+            name = m.group(2).split("=", 1)[-1]
+            if m.group(2).count("=") and m.group(2).split("=")[0] not in (
+                    "General_Category", "gc"):
+                raise PatternError(f"Unicode property {m.group(2)!r}")
+            cat = _CATEGORY_NAMES.get(name, name)
+            if cat not in ("L", "LC", "M", "N", "P", "S", "Z", "C") and not (
+                    len(cat) == 2 and cat in {v for v in _CATEGORY_NAMES.values()}):
+                raise PatternError(f"Unicode property {m.group(2)!r}")
+            ranges = _category_ranges(cat)
+            if m.group(1) == "P":
+                ranges = _complement_ranges(ranges)
+            body = "".join(re_class_char(chr(a)) if a == b else
+                           re_class_char(chr(a)) + "-" + re_class_char(chr(b))
+                           for a, b in ranges if not (0xD800 <= a and b <= 0xDFFF))
+            out.append(body if in_class else f"[{body}]")
+            i = m.end()
+            continue
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            out.append(c)
+            if pattern[i + 1:i + 2] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i + 1:i + 2] == "]":
+                out.append("]")
+                i += 1
+        elif c == "]" and in_class:
+            in_class = False
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _complement_ranges(ranges) -> tuple[tuple[int, int], ...]:
+    out = []
+    cur = 0
+    for a, b in ranges:
+        if a > cur:
+            out.append((cur, a - 1))
+        cur = b + 1
+    if cur <= 0x10FFFF:
+        out.append((cur, 0x10FFFF))
+    return tuple(out)
+
+
 def pattern_body(pattern: str) -> str:
     """Regex over canonical spellings of the string *contents* (no quotes) that ``re.search``
-    with ``pattern`` accepts. Anchors ``^``/``$`` (``\\A``/``\\Z``) are honoured at the ends of
+    with ``pattern`` accepts (``re`` syntax; ECMA-262 ``\\p{...}`` general categories are
+    read too). Anchors ``^``/``$`` (``\\A``/``\\Z``) are honoured at the ends of
     top-level alternatives; ``$`` is read as the end of the string (ECMA-262 semantics; Python
     would also allow one trailing newline). Raises :class:`PatternError`."""
     try:
-        parsed = sre_parse.parse(pattern)
+        parsed = sre_parse.parse(_python_syntax(pattern))
     except re.error as exc:
         raise PatternError(f"invalid regex: {exc}") from exc
     flags = parsed.state.flags
@@ -425,7 +536,7 @@ def pattern_length_bounds(pattern: str) -> tuple[int, float] | None:
     """(min, max) length of the strings a *fully anchored* single-branch pattern matches, or
     None when unknown. Used to see whether minLength/maxLength add anything to a pattern."""
     try:
-        parsed = sre_parse.parse(pattern)
+        parsed = sre_parse.parse(_python_syntax(pattern))
     except re.error:
         return None
     lo, hi = parsed.getwidth()
@@ -441,7 +552,7 @@ def pattern_with_length(pattern: str, min_len: int, max_len: int | None) -> str 
     fixed-width parts around one repeated single character set (``^[a-z]+$``, ``^ab.*``,
     ``[0-9]{2}-.*``). None when the shape is not handled."""
     try:
-        parsed = sre_parse.parse(pattern)
+        parsed = sre_parse.parse(_python_syntax(pattern))
     except re.error:
         return None
     flags = parsed.state.flags

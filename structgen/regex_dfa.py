@@ -414,6 +414,48 @@ def _repeat_kinds(regex: str, parsed=None) -> tuple[bool, bool]:
     return greedy, lazy
 
 
+def _product(a: ByteDFA, b: ByteDFA, both: bool) -> ByteDFA:
+    """The strings ``a`` matches that ``b`` matches too (``both``) or does not."""
+    ta = a.transitions.astype(np.int64)
+    tb = b.transitions.astype(np.int64)
+    nb = tb.shape[0] + 1  # b's dead state is -1, coded 0
+    index = {(0, 0): 0}
+    pairs = [(0, 0)]
+    rows = []
+    k = 0
+    while k < len(pairs):
+        x, y = pairs[k]
+        k += 1
+        row_a = ta[x]
+        row_b = tb[y] if y >= 0 else np.full(256, -1, dtype=np.int64)
+        live = row_a >= 0
+        if both:
+            live &= row_b >= 0
+        codes = np.where(live, row_a * nb + row_b + 1, -1)
+        row = np.full(256, -1, dtype=np.int64)
+        for code in np.unique(codes[live]).tolist():
+            pair = (code // nb, code % nb - 1)
+            j = index.get(pair)
+            if j is None:
+                j = index[pair] = len(pairs)
+                pairs.append(pair)
+            row[codes == code] = j
+        rows.append(row)
+    acc_b = np.array([y >= 0 and bool(b.accepting[y]) for _, y in pairs])
+    acc = np.array([bool(a.accepting[x]) for x, _ in pairs]) & (acc_b if both else ~acc_b)
+    return _trim_and_minimize(np.stack(rows), acc, 0)
+
+
+def dfas_disjoint(a: ByteDFA, b: ByteDFA) -> bool:
+    """Whether no string matches both ``a`` and ``b``."""
+    return not _product(a, b, True).accepting.any()
+
+
+def dfa_intersection(a: ByteDFA, b: ByteDFA, *, negate_b: bool = False) -> ByteDFA:
+    """The strings ``a`` matches that ``b`` matches too (or, ``negate_b``, does not)."""
+    return _product(a, b, not negate_b)
+
+
 def _shortest_match(dfa: ByteDFA) -> ByteDFA:
     """Keep only matches with no matching proper prefix: what re.match returns for a regex
     whose repeats are all lazy."""
@@ -469,7 +511,44 @@ def _compile(regex: str, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
         raise RegexError(
             f"regex {regex!r} mixes lazy and greedy repeats; structgen lexes a terminal with "
             "lazy repeats as its shortest match, so use only one kind in a terminal")
+    conditions, body = _whole_string_lookaheads(parsed)
+    if conditions:
+        # (?=A\Z)(?!B\Z)C: the strings C matches that A matches and B does not
+        from re import _parser as sre
+
+        dfa = _compile_parsed(regex, sre.SubPattern(parsed.state, body), max_states, lazy)
+        for positive, items in conditions:
+            other = _compile_parsed(regex, sre.SubPattern(parsed.state, items), max_states,
+                                    False)
+            dfa = _product(dfa, other, positive)
+        if dfa.n_states > max_states:
+            raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
+                             f"(limit {max_states})")
+        dfa.transitions.setflags(write=False)
+        dfa.accepting.setflags(write=False)
+        return dfa
     _check_supported(regex, parsed)
+    return _compile_parsed(regex, parsed, max_states, lazy)
+
+
+def _whole_string_lookaheads(parsed) -> tuple[list[tuple[bool, list]], list]:
+    r"""Leading ``(?=X\Z)`` / ``(?!X\Z)`` assertions of a regex (conditions on the whole
+    string, so a product of automata expresses them), and the rest of the regex."""
+    from re import _constants as C  # noqa: N812
+
+    items = list(parsed)
+    conditions = []
+    while items and items[0][0] in (C.ASSERT, C.ASSERT_NOT):
+        direction, sub = items[0][1]
+        sub = list(sub)
+        if direction != 1 or not sub or sub[-1] != (C.AT, C.AT_END_STRING):
+            break
+        conditions.append((items[0][0] is C.ASSERT, sub[:-1]))
+        items.pop(0)
+    return conditions, items
+
+
+def _compile_parsed(regex: str, parsed, max_states: int, lazy: bool) -> ByteDFA:
     nfa = regex_to_nfa(regex, NFA_STATES_PER_DFA_STATE * max_states, parsed)
     cdfa = nfa_to_dfa(nfa, max_states)
     builder = _ByteBuilder(cdfa, max_states)

@@ -159,6 +159,13 @@ CASES = [
     ("patternProperties", {"type": "object", "patternProperties": {
         "^x-": {"type": "integer"}, "^y-": {"type": "string"}}, "additionalProperties": False},
      [{"x-a": 1, "y-b": "s"}], [{"x-a": "s"}, {"z": 1}]),
+    ("overlapping patternProperties",
+     {"type": "object", "properties": {"foo": {"type": "array", "maxItems": 3}},
+      "patternProperties": {"f.o": {"minItems": 2}, "^a": {"type": "integer"},
+                            "b$": {"maximum": 5}},
+      "additionalProperties": {"type": "string"}},
+     [{"foo": [1, 2], "fxo": [1, 1], "ab": 5, "xb": 4, "z": "s"}, {"a": 2}],
+     [{"foo": [1]}, {"fxo": [1]}, {"ab": 6}, {"a": 1.5}, {"xb": 6}, {"z": 1}]),
     ("patternProperties beside additional",
      {"type": "object", "properties": {"a": {"type": "integer"}},
       "patternProperties": {"^x-": {"type": "integer"}}},
@@ -176,6 +183,25 @@ CASES = [
 @pytest.mark.parametrize("name,schema,good,bad", CASES, ids=[c[0] for c in CASES])
 def test_keyword(compiler, encode, name, schema, good, bad):
     check(compiler, encode, schema, good, bad)
+
+
+def test_whole_string_lookaheads_are_products():
+    """``(?=A\\Z)(?!B\\Z)C`` (how pattern regions are written) means what ``re.fullmatch``
+    means; other lookarounds stay errors."""
+    import itertools
+
+    from structgen.errors import RegexError
+    from structgen.regex_dfa import regex_to_dfa
+
+    for rx in [r"(?=a*\Z)aa", r"(?!b.*\Z)[ab]{0,3}", r"(?=.*x\Z)(?!xx\Z)[xy]*"]:
+        dfa = regex_to_dfa(rx)
+        for n in range(6):
+            for chars in itertools.product("abxy", repeat=n):
+                s = "".join(chars)
+                assert dfa.matches(s.encode()) == bool(re.fullmatch(rx, s)), (rx, s)
+    for rx in ["a(?=b)", "(?=a)b", "(?<=a)b", "x(?=a\\Z)a"]:
+        with pytest.raises(RegexError):
+            regex_to_dfa(rx)
 
 
 def test_order_is_the_schemas(compiler, encode):

@@ -320,14 +320,6 @@ BY_DESIGN = {
 NOT_COMPILED_OK = {
     "dependentSchemas with additionalProperties": "dependentSchemas",
     "allOf combined with anyOf, oneOf": "multipleOf 30 without bounds",
-    "pattern with Unicode property escape requires unicode mode": "\\p{...} in a pattern",
-    "patternProperties with Unicode property escape": "\\p{...} in a pattern",
-    "multiple simultaneous patternProperties are validated": "overlapping patternProperties",
-    "regexes are not anchored by default and are case sensitive":
-        "overlapping patternProperties",
-    "patternProperties with boolean schemas": "overlapping patternProperties",
-    "properties, patternProperties, additionalProperties interaction":
-        "a patternProperties pattern matching a declared property",
 }
 
 # Keyword files whose every case must compile and pass (structgen enforces these keywords).
