@@ -36,6 +36,7 @@ import pytest
 from conftest import DATA, require_data, require_encoder, require_tokenizer
 
 from structgen.errors import StructgenError, UnsupportedFeatureError
+from structgen.json_order import NOT_ACCEPTED, accepts_in_some_order, order_keys
 
 CORPUS = DATA / "jsonschema" / "jsonschemabench"
 SUITE = DATA / "jsonschema" / "json-schema-test-suite"
@@ -221,8 +222,8 @@ def check_schema(row: dict, rp: Replayer, walks: int = WALKS) -> SchemaReport:
     for test in row.get("tests", []):
         if test["valid"]:
             doc = test["data"]
-            ordered = grammar_order(compiled, doc)
-            if ordered is _NO_ORDER:
+            ordered = order_keys(compiled, doc)
+            if ordered is NOT_ACCEPTED:
                 rep.valid += 1
                 rep.failures.append(f"valid rejected (in every key order): "
                                     f"{json.dumps(doc, ensure_ascii=False)[:300]}")
@@ -342,97 +343,9 @@ SUPPORTED_FILES = {
 }
 
 
-_NO_ORDER = object()
-
-
-def grammar_order(compiled, doc, budget: int = 20000):
-    """``doc`` with the keys of each object in an order the grammar accepts (compact JSON),
-    found by a backtracking search with forked matchers; ``_NO_ORDER`` when there is none
-    (within ``budget`` steps). JSON objects are unordered while structgen writes properties in
-    schema order, so this is how a document is checked against a compiled schema."""
-    from structgen import GrammarMatcher
-
-    left = [budget]
-
-    def feed(m, text: str):
-        m2 = m.fork()
-        return m2 if m2.accept_string(text) else None
-
-    def value(m, v):
-        left[0] -= 1
-        if left[0] < 0:
-            return None
-        if isinstance(v, dict):
-            m = feed(m, "{")
-            return None if m is None else members(m, list(v.items()), True)
-        if isinstance(v, list):
-            m = feed(m, "[")
-            out = []
-            for i, x in enumerate(v):
-                if m is not None and i:
-                    m = feed(m, ",")
-                if m is None:
-                    return None
-                got = value(m, x)
-                if got is None:
-                    return None
-                m, x2 = got
-                out.append(x2)
-            m = None if m is None else feed(m, "]")
-            return None if m is None else (m, out)
-        m = feed(m, json.dumps(v, ensure_ascii=False))
-        return None if m is None else (m, v)
-
-    def members(m, items, first):
-        if not items:
-            m = feed(m, "}")
-            return None if m is None else (m, {})
-        sep = "" if first else ","
-        keys = [sep + json.dumps(k, ensure_ascii=False) + ":" for k, _ in items]
-        # A fixed-order grammar takes the earliest declared key first: among the keys it
-        # accepts now, that is the one after which all the others can still come next. Try
-        # the keys in the document's order; rank them all only when none is such a key.
-        now = [i for i in range(len(items)) if feed(m, keys[i]) is not None]
-
-        def after(i):
-            got = value(feed(m, keys[i]), items[i][1])
-            if got is None:
-                return None, -1
-            score = sum(feed(got[0], "," + keys[j].lstrip(",")) is not None
-                        for j in now if j != i)
-            return got, score
-
-        def rest_after(i, got):
-            rest = members(got[0], items[:i] + items[i + 1:], False)
-            return None if rest is None else (rest[0], {items[i][0]: got[1], **rest[1]})
-
-        ranked = []
-        for i in now:
-            got, score = after(i)
-            if got is None:
-                continue
-            if score == len(now) - 1:
-                found = rest_after(i, got)
-                if found is not None:
-                    return found
-                continue
-            ranked.append((-score, i, got))
-        ranked.sort(key=lambda x: (x[0], x[1]))
-        for _, i, got in ranked:
-            found = rest_after(i, got)
-            if found is not None:
-                return found
-        return None
-
-    got = value(GrammarMatcher(compiled), doc)
-    if got is None or not got[0].is_completed():
-        return _NO_ORDER
-    return got[1]
-
-
 def accepts_some_order(compiled, doc) -> bool:
     """Whether the grammar accepts ``doc`` with its object keys in some order."""
-    return grammar_order(compiled, doc) is not _NO_ORDER
+    return accepts_in_some_order(compiled, doc)
 
 
 DIALECTS = {"draft7": "http://json-schema.org/draft-07/schema#",
@@ -498,3 +411,24 @@ def test_json_schema_test_suite(draft, replayer):
     missing = [f"{name}: {desc}: {err}" for name, r in rows if name in SUPPORTED_FILES[draft]
                for desc, err in r["not_compiled"].items() if desc not in NOT_COMPILED_OK]
     assert not missing, "\n".join(missing)
+
+
+# ----------------------------------------------------------------------------------------------
+# bench/jsonschema.py stays runnable
+# ----------------------------------------------------------------------------------------------
+
+def test_bench_runs_on_a_small_sample(tmp_path):
+    import subprocess
+    import sys
+
+    require_data(CORPUS)
+    require_tokenizer("llama3")
+    out = tmp_path / "bench.json"
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(root / "bench" / "jsonschema.py"), "--limit", "1",
+                          "--groups", "JME,Handwritten", "--workers", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=root)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "TOTAL" in run.stdout and "llg(rec)" in run.stdout
+    results = json.loads(out.read_text())
+    assert {r["group"] for r in results["results"]} == {"JME", "Handwritten"}
