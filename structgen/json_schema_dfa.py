@@ -98,7 +98,9 @@ def length_dfa(unit_regex: str, lo: int, hi: int | None) -> ByteDFA | None:
         done = base + k_next * n_u  # the start of the next character
         block = np.where(row[None, :] == -2, done[:, None], block)
         if hi is not None:
-            block[top, row == -2] = -1
+            # no character starts after the last one: a started escape or multibyte sequence
+            # would be a dead state, and the mask takes every live transition as a way on
+            block[top] = -1
         rows[ids] = block
     closing = base + k[k >= lo] * n_u
     rows[closing, QUOTE] = end

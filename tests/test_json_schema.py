@@ -427,6 +427,28 @@ def _same_language(a, b) -> bool:
     return True
 
 
+def _has_dead_states(dfa) -> bool:
+    """Whether some state reachable from the start reaches no accepting state (the mask
+    engine takes every transition as a way on, so a direct builder must leave none)."""
+    import numpy as np
+
+    t = dfa.transitions
+    reach, stack = {0}, [0]
+    while stack:
+        for nxt in set(t[stack.pop()].tolist()) - {-1} - reach:
+            reach.add(nxt)
+            stack.append(nxt)
+    live = {int(s) for s in np.flatnonzero(dfa.accepting)}
+    grew = True
+    while grew:
+        grew = False
+        for s in reach - live:
+            if live.intersection(t[s].tolist()):
+                live.add(s)
+                grew = True
+    return bool(reach - live)
+
+
 @pytest.mark.parametrize("names", [
     ["a"], [""], ["name", "nam", "type", "t", ""], ["a/b", "x//", "/"],
     ["q\"x", "back\\slash", "tab\tnew\nline", "\x01\x1f"], ["é", "éa", "中文", "😀x", "\u2028"],
@@ -440,6 +462,7 @@ def test_direct_exclusion_dfa_is_the_regex(names):
     direct = excluding_dfa(CANONICAL_UNIT, tuple(sorted(set(names))), canonical_spellings)
     assert direct is not None
     assert _same_language(direct, _compile(string_excluding(names)))
+    assert not _has_dead_states(direct)
 
 
 @pytest.mark.parametrize("lo,hi", [(0, 0), (0, 3), (2, 2), (1, None), (3, None), (0, None)])
@@ -452,6 +475,21 @@ def test_direct_length_dfa_is_the_regex(lo, hi):
     direct = length_dfa(ANY_UNIT, lo, hi)
     assert direct is not None
     assert _same_language(direct, _compile(rx))
+    assert not _has_dead_states(direct)
+
+
+@pytest.mark.parametrize("last", ["a", "é", "औ", "😀"])
+def test_no_character_starts_past_max_length(compiler, last):
+    # a string at its maxLength may only close: neither a backslash nor a UTF-8 lead byte
+    # (a dead end that random walks hit) is allowed
+    from structgen import GrammarMatcher
+
+    c = compile_json_schema(compiler, {"type": "string", "maxLength": 2})
+    m = GrammarMatcher(c)
+    assert m.accept_string('"x' + last)
+    token_bytes = compiler.tokenizer_info.token_bytes
+    allowed = {bytes(token_bytes[t])[:1] for t in m.allowed_token_ids() if t < len(token_bytes)}
+    assert allowed == {b'"'}
 
 
 def test_lexer_uses_the_direct_builders(compiler):
