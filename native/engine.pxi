@@ -724,19 +724,42 @@ cdef class NativeEngine:
     def classify(self, int32_t state, int32_t q):
         """Split the vocabulary for (parser state on top, lexer state) with the stack below
         unknown: (accepted, uncertain) arrays of trie positions, or None on overflow."""
-        status = np.zeros(max(self._n_tokens, 1), dtype=np.uint8)
+        return self.classify_spec(np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32), True)
+
+    def classify_spec(self, spec, bint partial, positions=None, lcp=None):
+        """Split the vocabulary for one thread given as a spec (see ``fill_rows``) whose stack
+        is the top of the real one (``partial``: the states below are unknown) or all of it:
+        (accepted, uncertain) arrays of trie positions, or None on overflow. ``positions``
+        (sorted trie positions, with ``lcp`` each relative to the one before) limits the
+        split to those tokens."""
+        cdef const int32_t* seq = self.all_seq
+        cdef const int32_t* seq_lcp = self.all_lcp
+        cdef int32_t n = self._n_tokens
+        cdef cnp.ndarray pos_arr, lcp_arr
+        if positions is not None:
+            pos_arr = np.ascontiguousarray(positions, dtype=np.int32)
+            lcp_arr = np.ascontiguousarray(lcp, dtype=np.int32)
+            if len(pos_arr) != len(lcp_arr):
+                raise ValueError("positions and prefix lengths differ in length")
+            if len(pos_arr) and (pos_arr.min() < 0 or pos_arr.max() >= self._n_tokens):
+                raise ValueError("trie position out of range")
+            n = <int32_t>len(pos_arr)
+            seq = _i32(pos_arr)
+            seq_lcp = _i32(lcp_arr)
+        status = np.zeros(max(n, 1), dtype=np.uint8)
         cdef uint8_t[::1] st = status
-        spec = np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32)
+        spec = np.ascontiguousarray(spec, dtype=np.int32)
         cdef int32_t[::1] sp = spec
         cdef int rc
         with nogil:
-            rc = walk_positions(&self.g, &sp[0], True, self.max_len, self.all_seq, self.all_lcp,
-                                self._n_tokens, &st[0], NULL)
+            rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, n,
+                                &st[0], NULL)
         if rc < 0:
             return None
-        status = status[:self._n_tokens]
-        accepted = np.flatnonzero(status == ST_ACCEPT).astype(np.int32)
-        uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
+        status = status[:n]
+        order = np.arange(n, dtype=np.int32) if positions is None else pos_arr
+        accepted = order[status == ST_ACCEPT]
+        uncertain = order[status == ST_UNCERTAIN]
         return accepted, uncertain
 
     def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
@@ -778,6 +801,8 @@ cdef class NativeEngine:
                     cj[i].n_seq = self._n_tokens
                 else:
                     entry = <MaskEntry?>job[2]
+                    if entry.deeper:
+                        raise ValueError("a 'deeper' cache entry holds no mask")
                     if entry.width > bitmask.shape[1]:
                         raise ValueError("cached mask is wider than this bitmask")
                     cj[i].acc_bits = entry.acc_bits
@@ -803,12 +828,16 @@ cdef class NativeEngine:
 cdef class MaskEntry:
     """One mask-cache entry: tokens certainly accepted (a bitmask row, or sorted ids when that
     is smaller) and the trie positions still to check on the real stack, with their common
-    prefix lengths. Immutable; holds raw pointers into its own arrays for the fill loop."""
+    prefix lengths. Immutable; holds raw pointers into its own arrays for the fill loop.
+
+    ``deeper=True`` marks a key whose split left too many tokens uncertain: it holds no
+    tokens, and the lookup goes on to a key with more of the stack known."""
 
     cdef readonly object accepted_bits
     cdef readonly object accepted_ids
     cdef readonly object uncertain_pos
     cdef readonly object uncertain_lcp
+    cdef readonly bint deeper
     cdef const uint32_t* acc_bits
     cdef const int64_t* acc_ids
     cdef int32_t n_acc_ids
@@ -817,8 +846,10 @@ cdef class MaskEntry:
     cdef int32_t n_seq
     cdef int32_t width
 
-    def __init__(self, accepted_bits, accepted_ids, uncertain_pos, uncertain_lcp):
+    def __init__(self, accepted_bits, accepted_ids, uncertain_pos, uncertain_lcp,
+                 bint deeper=False):
         cdef cnp.ndarray arr
+        self.deeper = deeper
         self.accepted_bits = None if accepted_bits is None else np.ascontiguousarray(accepted_bits, dtype=np.int32)
         self.accepted_ids = None if accepted_ids is None else np.ascontiguousarray(accepted_ids, dtype=np.int64)
         self.uncertain_pos = np.ascontiguousarray(uncertain_pos, dtype=np.int32)
@@ -839,6 +870,19 @@ cdef class MaskEntry:
             arr = self.uncertain_lcp
             self.lcp = <const int32_t*>cnp.PyArray_DATA(arr)
             self.n_seq = len(self.uncertain_pos)
+
+    @property
+    def has_split(self):
+        """Does this entry hold its tokens? (A bare ``deeper`` marker holds none.)"""
+        return not self.deeper or self.accepted_bits is not None or self.n_acc_ids > 0 \
+            or self.n_seq > 0
+
+    def accepted_token_ids(self):
+        """The certainly accepted token ids, sorted (int64)."""
+        if self.accepted_bits is not None:
+            bits = np.unpackbits(self.accepted_bits.view(np.uint8), bitorder="little")
+            return np.flatnonzero(bits).astype(np.int64)
+        return self.accepted_ids
 
     @property
     def nbytes(self):

@@ -7,6 +7,16 @@ accepted, certainly rejected, and uncertain (their fate needs the stack below th
 time the mask is the accepted set plus the uncertain tokens that pass on the real stack, walked
 in trie order so shared prefixes are stepped once. Entries are built lazily on first use, or all
 at once by :meth:`NativeMasker.precompute`; the cache is bounded in bytes (LRU eviction).
+
+Knowing only the top state is often too little: after a finished name or number, ending the
+lexeme needs reductions below the top, and most of a 128k vocabulary can be uncertain, each such
+token then walked on the real stack (milliseconds). So keys deepen adaptively: when a key
+leaves more than ``MAX_UNCERTAIN`` tokens uncertain, it is stored as a small "deeper" marker and
+the lookup tries the top 2, 4, 8, ... states of the real stack (``STACK_LEVELS``), and finally
+the whole stack, whose split is exact (nothing uncertain). Partial keys are the known states
+(what the classification used, nothing else); a whole-stack key also holds each state's
+indentation column and, while the lexeme in progress may still be a line break, the column
+after it (PythonIndenter): everything the walk reads.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from .bitmask import bitmask_width
 from .postlex import PythonIndenter
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
-
-
+# A key that leaves more tokens than this to walk on the real stack is deepened.
+MAX_UNCERTAIN = 256
+# How many states of the real stack the successive keys know (after that: all of them).
+STACK_LEVELS = (1, 2, 4, 8, 16, 32, 64)
 
 MaskEntry = _native.MaskEntry
 
@@ -82,7 +94,9 @@ class NativeMasker:
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
-        self._cache: OrderedDict[tuple[int, int], MaskEntry] = OrderedDict()  # oldest first
+        self._newline_alive = self._newline_lexer_states(grammar, trans, alive_ptr, alive_terms)
+        # (state, q) keys for the top state only, bytes keys for deeper ones
+        self._cache: OrderedDict[tuple[int, int] | bytes, MaskEntry] = OrderedDict()  # oldest first
         self._cache_bytes = 0
         self.cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -105,6 +119,18 @@ class NativeMasker:
         indent_state = ((access == ids[pl.indent]) + 2 * (access == ids[pl.dedent])).astype(np.uint8)
         self.bracket_delta, self.indent_state = delta, indent_state
         return (ids[pl.newline], ids[pl.indent], ids[pl.dedent], pl.tab_len, delta, indent_state)
+
+    def _newline_lexer_states(self, grammar, trans, alive_ptr, alive_terms) -> np.ndarray | None:
+        """Per global lexer state: may the lexeme in progress still end as the indenter's line
+        break? Only then does the column carried into a token matter to the walk."""
+        if self.indent_state is None:
+            return None
+        newline = [t.name for t in grammar.terminals].index(grammar.postlex.newline)
+        n = sum(len(t) for t in trans)
+        out = np.zeros(n, dtype=bool)
+        for q in range(min(n, len(alive_ptr) - 1)):
+            out[q] = newline in alive_terms[alive_ptr[q]:alive_ptr[q + 1]]
+        return out
 
     # --- thread conversion ---------------------------------------------------------------
     def spec_of(self, threads) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -152,13 +178,102 @@ class NativeMasker:
         return len(self._cache)
 
     def entry(self, state: int, q: int) -> MaskEntry | None:
-        """The cache entry for a key, built on first use. Past the byte budget the oldest
-        entries are evicted first."""
+        """The cache entry for a top-state key, built on first use (a ``deeper`` marker when
+        it leaves too many tokens uncertain). Past the byte budget the oldest entries are
+        evicted first."""
         key = (state, q)
         found = self._cache.get(key)  # a dict read is atomic under the GIL
         if found is not None:
             return found
-        built = self._build_entry(state, q)
+        return self._insert(key, self._build_entry(
+            np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32), partial=True, may_deepen=True))
+
+    def stack_entry(self, spec: np.ndarray, q: int) -> MaskEntry | None:
+        """The entry for a one-thread ``spec`` (see :meth:`spec_of`; its top state with lexer
+        state ``q``): the top-state key first, then keys knowing more of the stack while an
+        entry says ``deeper``. None if the engine could not classify (the caller then walks
+        the whole vocabulary)."""
+        depth = int(spec[1])
+        parent = None
+        for k in STACK_LEVELS:
+            if k >= depth:
+                return self._known_entry(spec, depth, q, partial=False, parent=parent)
+            if k == 1:
+                found = self.entry(int(spec[2 * depth]), q)
+            else:
+                found = self._known_entry(spec, k, q, partial=True, parent=parent)
+            if found is None or not found.deeper:
+                return found
+            parent = found
+        raise AssertionError("the last stack level never deepens")
+
+    def _known_entry(self, spec: np.ndarray, k: int, q: int, *, partial: bool,
+                     parent: MaskEntry | None) -> MaskEntry | None:
+        """Entry for the top ``k`` states of ``spec`` (``partial``) or the whole stack.
+
+        Knowing more of the stack only settles tokens the shallower ``parent`` left
+        uncertain (its accepted and rejected ones stay so), so when the parent kept its split
+        only its uncertain tokens are walked: a new deeper key costs about one fill."""
+        depth = int(spec[1])
+        known = spec[2 + 2 * (depth - k):2 + 2 * depth]
+        col = 0
+        if partial:
+            known = known.copy()
+            known[1::2] = 0  # a partial walk never reads indentation columns
+        elif self._newline_alive is not None and q >= 0 and self._newline_alive[q]:
+            col = int(spec[-1])
+        key = (b"P" if partial else b"F") + known.tobytes() + np.array([q, col], np.int32).tobytes()
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        thread = np.concatenate([np.array([1, k], np.int32), known,
+                                 np.array([q, 0, col], np.int32)])
+        return self._insert(key, self._build_entry(
+            thread, partial=partial, may_deepen=partial and k < STACK_LEVELS[-1],
+            parent=parent))
+
+    def threads_entry(self, spec: np.ndarray) -> MaskEntry | None:
+        """The entry for a spec of several threads (lexing ambiguities: a string that may be
+        two, a comment that may belong to a line break) or with shadows: as
+        :meth:`stack_entry`, each thread knowing its top ``k`` states, then all of them."""
+        threads = []
+        pos = 1
+        for _ in range(int(spec[0])):
+            depth = int(spec[pos])
+            end = pos + 1 + 2 * depth
+            nsh = int(spec[end + 1])
+            threads.append((depth, spec[pos + 1:end], spec[end:end + 2 + nsh]))
+            pos = end + 2 + nsh
+        deepest = max(depth for depth, _, _ in threads)
+        col = 0
+        if self._newline_alive is not None and any(
+                tail[0] >= 0 and self._newline_alive[tail[0]] for _, _, tail in threads):
+            col = int(spec[-1])
+        parent = None
+        for k in STACK_LEVELS:
+            partial = k < deepest
+            parts = [np.array([len(threads)], np.int32)]
+            for depth, states, tail in threads:
+                kk = min(k, depth)
+                known = states[2 * (depth - kk):]
+                if partial:
+                    known = known.copy()
+                    known[1::2] = 0
+                parts += [np.array([kk], np.int32), known, tail]
+            parts.append(np.array([0 if partial else col], np.int32))
+            thread_spec = np.concatenate(parts)
+            key = (b"m" if partial else b"M") + thread_spec.tobytes()
+            found = self._cache.get(key)
+            if found is None:
+                found = self._insert(key, self._build_entry(
+                    thread_spec, partial=partial, may_deepen=partial and k < STACK_LEVELS[-1],
+                    parent=parent))
+            if found is None or not found.deeper:
+                return found
+            parent = found
+        raise AssertionError("the last stack level never deepens")
+
+    def _insert(self, key, built: MaskEntry | None) -> MaskEntry | None:
         if built is None:
             return None
         with self._lock:
@@ -180,15 +295,28 @@ class NativeMasker:
             self._cache_bytes += entry.nbytes
 
     def cache_items(self) -> list[tuple[tuple[int, int], MaskEntry]]:
+        """The top-state entries (what a saved grammar keeps; deeper keys refill lazily)."""
         with self._lock:
-            return list(self._cache.items())
+            return [(k, e) for k, e in self._cache.items() if isinstance(k, tuple)]
 
-    def _build_entry(self, state: int, q: int) -> MaskEntry | None:
-        split = self.engine.classify(state, q)
+    def _build_entry(self, thread: np.ndarray, *, partial: bool, may_deepen: bool,
+                     parent: MaskEntry | None = None) -> MaskEntry | None:
+        """Classify the vocabulary (or only ``parent``'s uncertain tokens, when it kept them)
+        for one thread; a key left with too many uncertain tokens becomes ``deeper``."""
+        inherited = None
+        if parent is not None and parent.has_split:
+            split = self.engine.classify_spec(thread, partial, parent.uncertain_pos,
+                                              parent.uncertain_lcp)
+            inherited = parent.accepted_token_ids()
+        else:
+            split = self.engine.classify_spec(thread, partial)
         if split is None:
             return None
         accepted_pos, uncertain_pos = split
-        ids = np.sort(self.trie_ids[accepted_pos])
+        ids = self.trie_ids[accepted_pos]
+        if inherited is not None and len(inherited):
+            ids = np.concatenate([inherited, ids])
+        ids = np.sort(ids)
         if ids.nbytes < self.width * 4:
             bits, id_list = None, ids
         else:
@@ -201,6 +329,10 @@ class NativeMasker:
             ulcp = np.concatenate([[0], mins]).astype(np.int32)
         else:
             ulcp = np.zeros(0, dtype=np.int32)
+        if may_deepen and len(uncertain_pos) > MAX_UNCERTAIN:
+            if len(uncertain_pos) > len(self.trie_ids) // 4:
+                return _DEEPER  # walking that many costs about as much as a fresh split
+            return MaskEntry(bits, id_list, uncertain_pos.astype(np.int32), ulcp, deeper=True)
         return MaskEntry(bits, id_list, uncertain_pos.astype(np.int32), ulcp)
 
     def precompute(self, progress=None) -> int:
@@ -214,8 +346,11 @@ class NativeMasker:
             keys.extend((s, base + k) for k in range(self.context_sizes[ctx])
                         if not final_only[k])  # settled away after every token
         for i, (s, q) in enumerate(keys):
-            if self.entry(s, q) is not None:
+            found = self.entry(s, q)
+            if found is not None:
                 built += 1
+                if found.deeper and found.has_split:  # keep the marker, drop the split
+                    self.put(s, q, _DEEPER)
             if progress is not None:
                 progress(i + 1, len(keys))
         return built
@@ -223,10 +358,15 @@ class NativeMasker:
     # --- masks ----------------------------------------------------------------------------
     def job(self, row: int, spec: np.ndarray, key: tuple[int, int] | None) -> tuple:
         """What the native engine needs to fill ``row`` for threads ``spec``."""
-        entry = self.entry(*key) if key is not None else None
+        entry = self.stack_entry(spec, key[1]) if key is not None else self.threads_entry(spec)
         return (row, spec, entry)
 
     def fill(self, bitmask: np.ndarray, jobs: list[tuple], num_threads: int = 1) -> list[int]:
         """Run jobs in one native call with the GIL released, on ``num_threads`` OpenMP threads;
         returns the rows not filled (the caller uses the reference engine for those)."""
         return self.engine.fill_rows(bitmask, jobs, num_threads)
+
+
+_EMPTY_IDS = np.zeros(0, dtype=np.int64)
+_EMPTY_POS = np.zeros(0, dtype=np.int32)
+_DEEPER = MaskEntry(None, _EMPTY_IDS, _EMPTY_POS, _EMPTY_POS, deeper=True)

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import SerializationError
 
 FORMAT = "structgen-compiled-grammar"
-VERSION = 2  # 2: declared terminals and the post-lexer are saved
+VERSION = 3  # 2: declared terminals and the post-lexer; 3: "deeper" cache markers
 
 
 def save_compiled(compiled, path: str | Path) -> None:
@@ -52,7 +52,10 @@ def save_compiled(compiled, path: str | Path) -> None:
     keys, kinds, acc_parts, unc_pos, unc_lcp = [], [], [], [], []
     for key, entry in masker.cache_items():
         keys.append(key)
-        if entry.accepted_bits is not None:
+        if entry.deeper:
+            kinds.append(2)
+            acc_parts.append(np.zeros(0, np.int64))
+        elif entry.accepted_bits is not None:
             kinds.append(0)
             acc_parts.append(entry.accepted_bits.view(np.int32).astype(np.int64))
         else:
@@ -128,7 +131,10 @@ def load_compiled(path: str | Path, tokenizer_info):
         upos, ulcp, uoff = data["cache_unc_pos"], data["cache_unc_lcp"], data["cache_unc_off"]
         for k in range(len(keys)):
             part = acc[acc_off[k]:acc_off[k + 1]]
-            if kinds[k] == 0:
+            if kinds[k] == 2:
+                entry = MaskEntry(None, part, upos[uoff[k]:uoff[k + 1]], ulcp[uoff[k]:uoff[k + 1]],
+                                  deeper=True)
+            elif kinds[k] == 0:
                 entry = MaskEntry(part.astype(np.int32), None, upos[uoff[k]:uoff[k + 1]],
                                   ulcp[uoff[k]:uoff[k + 1]])
             else:

@@ -1,0 +1,127 @@
+"""Mask-cache keys that know more of the stack than its top state (``STACK_LEVELS``).
+
+With ``MAX_UNCERTAIN`` forced to 0 every key deepens as far as the stack goes (partial keys of
+2, 4, 8, ... states, then the whole stack, several threads included), so every entry below is
+a derived one: it must still give the reference twin's masks exactly, and an entry derived
+from its parent's split must equal a split made from scratch.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import test_postlex as postlex
+from test_native_parity import (
+    GRAMMAR_SAMPLES,
+    JSON_SAMPLES,
+    compiled_for,
+    grammar_text,
+    samples_for,
+    small_vocab,
+)
+
+from structgen import GrammarCompiler, GrammarMatcher, native_engine
+
+
+@pytest.fixture
+def always_deeper(monkeypatch):
+    monkeypatch.setattr(native_engine, "MAX_UNCERTAIN", 0)
+
+
+def deep_keys(compiled) -> int:
+    return sum(1 for k in compiled.native_masker._cache if isinstance(k, bytes))
+
+
+def assert_same(native: GrammarMatcher) -> None:
+    ref = native.allowed_token_ids(engine="reference")
+    assert native.allowed_token_ids().tolist() == ref.tolist(), native.accepted_bytes
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMAR_SAMPLES))
+def test_deep_keys_match_the_reference(always_deeper, name):
+    samples = samples_for(name)
+    compiled = compiled_for(grammar_text(name), samples)
+    index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
+    for sentence in samples:
+        m = GrammarMatcher(compiled)
+        for b in sentence.encode("utf-8"):
+            assert_same(m)
+            assert m.accept_token(index[bytes([b])])
+        assert_same(m)
+    assert deep_keys(compiled) > 0
+
+
+def test_deep_keys_on_json_random_walks(always_deeper):
+    compiled = GrammarCompiler(small_vocab(JSON_SAMPLES)).compile_builtin("json")
+    eos = set(compiled.tokenizer_info.eos_token_ids)
+    rng = random.Random(5)
+    for _ in range(8):
+        m = GrammarMatcher(compiled)
+        for _ in range(30):
+            assert_same(m)
+            ids = [int(t) for t in m.allowed_token_ids() if t not in eos]
+            if not ids:
+                break
+            assert m.accept_token(rng.choice(ids))
+    assert deep_keys(compiled) > 0
+
+
+@pytest.mark.parametrize("kind", ["indent", "semicolons"])
+@pytest.mark.parametrize("seed", range(6))
+def test_deep_keys_with_post_lexers(always_deeper, kind, seed):
+    """Whole-stack keys carry indentation columns (and the column while a line break may be
+    in progress): a fresh compile, so the cache holds only deep entries made here."""
+    postlex.compiled.cache_clear()
+    compiled = postlex.compiled(kind)
+    text = postlex.program(kind, seed)
+    m = GrammarMatcher(compiled)
+    for t in postlex.tokenize(text.encode(), random.Random(seed)):
+        assert_same(m)
+        assert m.accept_token(t)
+    assert_same(m)
+    assert deep_keys(compiled) > 0
+    postlex.compiled.cache_clear()
+
+
+def test_derived_split_equals_a_fresh_one(always_deeper):
+    """A deeper key's split, made by walking only its parent's uncertain tokens, is the split
+    of the whole vocabulary for that key."""
+    samples = samples_for("arith.lark")
+    compiled = compiled_for(grammar_text("arith.lark"), samples)
+    masker = compiled.native_masker
+    index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
+    checked = 0
+    for sentence in samples:
+        m = GrammarMatcher(compiled)
+        for b in sentence.encode("utf-8"):
+            m.allowed_token_ids()  # builds the chain of entries for this state
+            spec, key = m._backend.spec(m._history[-1][0])
+            depth = int(spec[1]) if key is not None else 0
+            for k in native_engine.STACK_LEVELS:
+                if key is None or k >= depth:
+                    break
+                known = spec[2 + 2 * (depth - k):2 + 2 * depth].copy()
+                known[1::2] = 0
+                thread = np.concatenate([[1, k], known, [key[1], 0, 0]]).astype(np.int32)
+                entry = masker._cache.get(b"P" + known.tobytes()
+                                          + np.array([key[1], 0], np.int32).tobytes())
+                if k == 1 or entry is None or not entry.has_split:
+                    continue
+                fresh = masker._build_entry(thread, partial=True, may_deepen=True)
+                assert entry.accepted_token_ids().tolist() == fresh.accepted_token_ids().tolist()
+                assert entry.uncertain_pos.tolist() == fresh.uncertain_pos.tolist()
+                assert entry.uncertain_lcp.tolist() == fresh.uncertain_lcp.tolist()
+                checked += 1
+            assert m.accept_token(index[bytes([b])])
+    assert checked > 0
+
+
+def test_a_deeper_marker_is_never_filled():
+    compiled = GrammarCompiler(small_vocab(JSON_SAMPLES)).compile_builtin("json")
+    m = GrammarMatcher(compiled)
+    row, spec, _ = m._native_job(0)
+    bitmask = np.zeros((1, compiled.native_masker.width), dtype=np.int32)
+    with pytest.raises(ValueError, match="deeper"):
+        compiled.native_masker.fill(bitmask, [(row, spec, native_engine._DEEPER)])
