@@ -159,23 +159,36 @@ cdef int32_t feed(const Tables* g, Arena* a, int32_t node, int32_t term) noexcep
 cdef int32_t complete(const Tables* g, Arena* a, int32_t node, int32_t term,
                       int32_t col) noexcept nogil:
     """End a lexeme of ``term`` (ReferenceEngine.complete): skip it if ignored, else feed it,
-    through the PythonIndenter for the newline terminal. New top node, -1, or UNKNOWN."""
-    cdef int32_t n, st, depth = 0, level = 0, k = 0
+    through the PythonIndenter for the newline terminal. New top node, -1, or UNKNOWN.
+
+    On a partial stack the line break is still decided when the known part settles it: an
+    open bracket there (what lies below can only add open brackets) makes it whitespace, and
+    an open indentation level there bounds the brackets (none is ever open below a level)
+    and gives the level to compare the new line's column with."""
+    cdef int32_t n, st, depth = 0, level = 0, k = 0, pending = 0, kind, indent_node = -1
     if g.ignored[term]:
         return node
     if term != g.ind_newline:
         return feed(g, a, node, term)
-    # bracket depth and the innermost open indentation column, from the stack
+    # bracket depth down to the innermost open indentation level (or the bottom)
     n = node
     while n >= 0:
         st = a.state[n]
         if st < 0:
-            return UNKNOWN
+            return node if depth > 0 else UNKNOWN
         depth += g.bracket_delta[st]
+        kind = g.indent_state[st]
+        if kind == 2:
+            pending += 1
+        elif kind == 1:
+            if pending == 0:
+                indent_node = n
+                break
+            pending -= 1
         n = a.parent[n]
     if depth > 0:
         return node  # inside brackets a line break is whitespace
-    n = open_indent(g, a, node)
+    n = indent_node
     if n >= 0:
         level = a.aux[n]
     node = feed(g, a, node, term)
@@ -190,6 +203,8 @@ cdef int32_t complete(const Tables* g, Arena* a, int32_t node, int32_t term,
     while col < level:
         k += 1
         n = open_indent(g, a, a.parent[n])
+        if n == UNKNOWN:
+            return UNKNOWN
         level = a.aux[n] if n >= 0 else 0
     if col != level:
         return -1
@@ -200,9 +215,12 @@ cdef int32_t complete(const Tables* g, Arena* a, int32_t node, int32_t term,
 
 
 cdef int32_t open_indent(const Tables* g, Arena* a, int32_t n) noexcept nogil:
-    """The innermost node at or below ``n`` that holds an open indentation level, or -1."""
+    """The innermost node at or below ``n`` that holds an open indentation level, -1 if there
+    is none, UNKNOWN if the unknown part of a partial stack would have to say."""
     cdef int32_t pending = 0, kind
-    while n >= 0 and a.state[n] >= 0:
+    while n >= 0:
+        if a.state[n] < 0:
+            return UNKNOWN
         kind = g.indent_state[a.state[n]]
         if kind == 2:
             pending += 1
@@ -223,6 +241,8 @@ cdef int32_t close_levels(const Tables* g, Arena* a, int32_t node) noexcept nogi
     while n >= 0:
         k += 1
         n = open_indent(g, a, a.parent[n])
+    if n == UNKNOWN:
+        return UNKNOWN
     while k > 0 and node >= 0:
         node = feed(g, a, node, g.ind_dedent)
         k -= 1
@@ -439,14 +459,15 @@ cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept 
 
 cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp, int32_t n,
               TSet* sets, uint8_t* unk, int32_t* marks, int8_t* memo, int32_t memo_node,
-              uint8_t* status) noexcept nogil:
+              uint8_t* status, int32_t max_uncertain) noexcept nogil:
     """Depth-first walk of tokens ``seq`` (trie order; ``lcp`` relative to the previous one).
 
     ``sets[0]`` holds the starting threads. ``status[k]`` gets ST_ACCEPT, ST_REJECT or
     ST_UNCERTAIN for token ``seq[k]``. Returns -1 if a thread set overflowed (caller falls back
-    to the reference engine) or memory ran out.
+    to the reference engine) or memory ran out, -2 as soon as more than ``max_uncertain``
+    tokens are uncertain (when that is not negative).
     """
-    cdef int32_t k, i, common, depth, L, valid = 0, j
+    cdef int32_t k, i, common, depth, L, valid = 0, j, n_unc = 0
     cdef int best, v
     cdef uint8_t dead_status = ST_REJECT
     cdef const uint8_t* tok
@@ -458,6 +479,10 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
         common = lcp[k]
         if common > valid:
             status[k] = dead_status
+            if dead_status == ST_UNCERTAIN:
+                n_unc += 1
+                if max_uncertain >= 0 and n_unc > max_uncertain:
+                    return -2
             continue
         a.size = marks[common]
         tok = g.tok_data + g.tok_off[i]
@@ -493,6 +518,9 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 status[k] = ST_ACCEPT
             elif best == 2 or unk[L]:
                 status[k] = ST_UNCERTAIN
+                n_unc += 1
+                if max_uncertain >= 0 and n_unc > max_uncertain:
+                    return -2
             else:
                 status[k] = ST_REJECT
             a.size = marks[L]
@@ -500,6 +528,10 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             valid = depth - 1
             dead_status = ST_UNCERTAIN if unk[depth] else ST_REJECT
             status[k] = dead_status
+            if dead_status == ST_UNCERTAIN:
+                n_unc += 1
+                if max_uncertain >= 0 and n_unc > max_uncertain:
+                    return -2
     return 0
 
 
@@ -558,7 +590,7 @@ cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noe
 
 cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int32_t max_len,
                         const int32_t* seq, const int32_t* lcp, int32_t n, uint8_t* status,
-                        bint* can_end) noexcept nogil:
+                        bint* can_end, int32_t max_uncertain=-1) noexcept nogil:
     """Set up scratch space, load the threads, walk ``seq``; optionally decide end of text."""
     cdef Arena a
     cdef TSet* sets = NULL
@@ -585,7 +617,8 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
                     memo_node = sets[0].t[0].node
             rc = 0
             if n > 0:
-                rc = walk(g, &a, seq, lcp, n, sets, unk, marks, memo, memo_node, status)
+                rc = walk(g, &a, seq, lcp, n, sets, unk, marks, memo, memo_node, status,
+                          max_uncertain)
     free(sets)
     free(unk)
     free(marks)
@@ -726,12 +759,15 @@ cdef class NativeEngine:
         unknown: (accepted, uncertain) arrays of trie positions, or None on overflow."""
         return self.classify_spec(np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32), True)
 
-    def classify_spec(self, spec, bint partial, positions=None, lcp=None):
+    def classify_spec(self, spec, bint partial, positions=None, lcp=None,
+                      int32_t max_uncertain=-1):
         """Split the vocabulary for one thread given as a spec (see ``fill_rows``) whose stack
         is the top of the real one (``partial``: the states below are unknown) or all of it:
         (accepted, uncertain) arrays of trie positions, or None on overflow. ``positions``
         (sorted trie positions, with ``lcp`` each relative to the one before) limits the
-        split to those tokens."""
+        split to those tokens, and the arrays returned then index ``positions``. With
+        ``max_uncertain`` not negative, the walk stops as soon as more tokens than that are
+        uncertain, and the answer is False."""
         cdef const int32_t* seq = self.all_seq
         cdef const int32_t* seq_lcp = self.all_lcp
         cdef int32_t n = self._n_tokens
@@ -753,13 +789,14 @@ cdef class NativeEngine:
         cdef int rc
         with nogil:
             rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, n,
-                                &st[0], NULL)
+                                &st[0], NULL, max_uncertain)
+        if rc == -2:
+            return False
         if rc < 0:
             return None
         status = status[:n]
-        order = np.arange(n, dtype=np.int32) if positions is None else pos_arr
-        accepted = order[status == ST_ACCEPT]
-        uncertain = order[status == ST_UNCERTAIN]
+        accepted = np.flatnonzero(status == ST_ACCEPT).astype(np.int32)
+        uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
         return accepted, uncertain
 
     def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):

@@ -12,11 +12,11 @@ Knowing only the top state is often too little: after a finished name or number,
 lexeme needs reductions below the top, and most of a 128k vocabulary can be uncertain, each such
 token then walked on the real stack (milliseconds). So keys deepen adaptively: when a key
 leaves more than ``MAX_UNCERTAIN`` tokens uncertain, it is stored as a small "deeper" marker and
-the lookup tries the top 2, 4, 8, ... states of the real stack (``STACK_LEVELS``), and finally
-the whole stack, whose split is exact (nothing uncertain). Partial keys are the known states
-(what the classification used, nothing else); a whole-stack key also holds each state's
-indentation column and, while the lexeme in progress may still be a line break, the column
-after it (PythonIndenter): everything the walk reads.
+the lookup tries the top 4, 16 and 64 states of the real stack (``STACK_LEVELS``), and finally
+the whole stack, whose split is exact (nothing uncertain). A key holds what the walk reads:
+the known states, each with its indentation column (PythonIndenter; 0 for states that open no
+level), the lexer state, and, while the lexeme in progress may still be a line break, the
+column after it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 # A key that leaves more tokens than this to walk on the real stack is deepened.
 MAX_UNCERTAIN = 256
 # How many states of the real stack the successive keys know (after that: all of them).
-STACK_LEVELS = (1, 2, 4, 8, 16, 32, 64)
+STACK_LEVELS = (1, 4, 16, 64)
 
 MaskEntry = _native.MaskEntry
 
@@ -217,10 +217,7 @@ class NativeMasker:
         depth = int(spec[1])
         known = spec[2 + 2 * (depth - k):2 + 2 * depth]
         col = 0
-        if partial:
-            known = known.copy()
-            known[1::2] = 0  # a partial walk never reads indentation columns
-        elif self._newline_alive is not None and q >= 0 and self._newline_alive[q]:
+        if self._newline_alive is not None and q >= 0 and self._newline_alive[q]:
             col = int(spec[-1])
         key = (b"P" if partial else b"F") + known.tobytes() + np.array([q, col], np.int32).tobytes()
         found = self._cache.get(key)
@@ -255,12 +252,8 @@ class NativeMasker:
             parts = [np.array([len(threads)], np.int32)]
             for depth, states, tail in threads:
                 kk = min(k, depth)
-                known = states[2 * (depth - kk):]
-                if partial:
-                    known = known.copy()
-                    known[1::2] = 0
-                parts += [np.array([kk], np.int32), known, tail]
-            parts.append(np.array([0 if partial else col], np.int32))
+                parts += [np.array([kk], np.int32), states[2 * (depth - kk):], tail]
+            parts.append(np.array([col], np.int32))
             thread_spec = np.concatenate(parts)
             key = (b"m" if partial else b"M") + thread_spec.tobytes()
             found = self._cache.get(key)
@@ -302,38 +295,47 @@ class NativeMasker:
     def _build_entry(self, thread: np.ndarray, *, partial: bool, may_deepen: bool,
                      parent: MaskEntry | None = None) -> MaskEntry | None:
         """Classify the vocabulary (or only ``parent``'s uncertain tokens, when it kept them)
-        for one thread; a key left with too many uncertain tokens becomes ``deeper``."""
-        inherited = None
-        if parent is not None and parent.has_split:
-            split = self.engine.classify_spec(thread, partial, parent.uncertain_pos,
-                                              parent.uncertain_lcp)
-            inherited = parent.accepted_token_ids()
+        for one thread; a key left with too many uncertain tokens becomes ``deeper``, and one
+        with more than a quarter of the vocabulary uncertain a bare ``deeper`` marker (walking
+        that many costs about as much as a fresh split, so they are not kept)."""
+        derived = parent is not None and parent.has_split
+        # past this many uncertain tokens the split is not kept: stop walking there
+        limit = len(self.trie_ids) // 4 if may_deepen else -1
+        if derived:
+            seq, seq_lcp = parent.uncertain_pos, parent.uncertain_lcp
+            split = self.engine.classify_spec(thread, partial, seq, seq_lcp, limit)
         else:
-            split = self.engine.classify_spec(thread, partial)
+            seq, seq_lcp = None, self.trie_lcp
+            split = self.engine.classify_spec(thread, partial, max_uncertain=limit)
+        if split is False:
+            return _DEEPER
         if split is None:
             return None
-        accepted_pos, uncertain_pos = split
-        ids = self.trie_ids[accepted_pos]
-        if inherited is not None and len(inherited):
-            ids = np.concatenate([inherited, ids])
-        ids = np.sort(ids)
-        if ids.nbytes < self.width * 4:
-            bits, id_list = None, ids
+        accepted_idx, uncertain_idx = split
+        accepted_pos = accepted_idx if seq is None else seq[accepted_idx]
+        uncertain_pos = uncertain_idx if seq is None else seq[uncertain_idx]
+        new_ids = self.trie_ids[accepted_pos]
+        if derived and parent.accepted_bits is not None:
+            bits, id_list = parent.accepted_bits.copy(), None
+            _native.fill_bitmask_from_ids(bits, new_ids, clear=False)
         else:
-            bits = np.zeros(self.width, dtype=np.int32)
-            _native.fill_bitmask_from_ids(bits, ids)
-            id_list = None
-        if len(uncertain_pos):
-            ext = np.append(self.trie_lcp, 0)
-            mins = np.minimum.reduceat(ext, uncertain_pos + 1)[:-1]
+            if derived and len(parent.accepted_ids):
+                new_ids = np.concatenate([parent.accepted_ids, new_ids])
+            if new_ids.nbytes < self.width * 4:
+                bits, id_list = None, np.sort(new_ids)
+            else:
+                bits, id_list = np.zeros(self.width, dtype=np.int32), None
+                _native.fill_bitmask_from_ids(bits, new_ids)
+        # each uncertain token's common prefix with the one before: the least lcp between them
+        if len(uncertain_idx):
+            mins = np.minimum.reduceat(np.append(seq_lcp, 0), uncertain_idx + 1)[:-1]
             ulcp = np.concatenate([[0], mins]).astype(np.int32)
         else:
             ulcp = np.zeros(0, dtype=np.int32)
+        uncertain_pos = uncertain_pos.astype(np.int32)
         if may_deepen and len(uncertain_pos) > MAX_UNCERTAIN:
-            if len(uncertain_pos) > len(self.trie_ids) // 4:
-                return _DEEPER  # walking that many costs about as much as a fresh split
-            return MaskEntry(bits, id_list, uncertain_pos.astype(np.int32), ulcp, deeper=True)
-        return MaskEntry(bits, id_list, uncertain_pos.astype(np.int32), ulcp)
+            return MaskEntry(bits, id_list, uncertain_pos, ulcp, deeper=True)
+        return MaskEntry(bits, id_list, uncertain_pos, ulcp)
 
     def precompute(self, progress=None) -> int:
         """Fill the cache for every (parser state, lexer state) pair; returns entries built."""
