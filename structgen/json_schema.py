@@ -903,6 +903,12 @@ class _Builder:
         spec = _ObjSpec(ptr, props, extras, fallback, lo, hi)
         if spec.max is not None and spec.req_after[0] > spec.max:
             return None
+        if extras and spec.min - spec.req_after[0] >= 2:
+            # declared names appear once each, but a grammar cannot keep undeclared keys
+            # apart: {"x":1,"x":2} would count as two properties and parse as one
+            self.report.unsupported("minProperties", ptr, f"at least {spec.min} properties "
+                                    f"with {spec.req_after[0]} required: meeting it takes "
+                                    "undeclared keys, which a grammar cannot keep distinct")
         if not extras and spec.min > len(props):
             return None
         return spec

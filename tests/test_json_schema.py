@@ -148,9 +148,14 @@ CASES = [
     ("enum of mixed values", {"enum": ["a", 1, None, {"x": [1, 2]}, 2.5]},
      ["a", 1, None, {"x": [1, 2]}, 2.5], ["b", 2, {"x": [1]}, 2.6]),
     ("min/maxProperties",
-     {"type": "object", "properties": {"a": {"type": "integer"}}, "minProperties": 2,
-      "maxProperties": 3},
-     [{"a": 1, "b": 2}, {"b": 1, "c": 2, "d": 3}], [{"a": 1}, {"a": 1, "b": 1, "c": 1, "d": 1}]),
+     {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+      "minProperties": 2, "maxProperties": 3},
+     [{"a": 1, "b": 2}, {"a": 1, "c": 2, "d": 3}],
+     [{"a": 1}, {"b": 1, "c": 2}, {"a": 1, "b": 1, "c": 1, "d": 1}]),
+    ("minProperties met by declared names",
+     {"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "minProperties": 2,
+      "additionalProperties": False},
+     [{"a": 1, "b": 2}, {"b": 1, "c": 2}], [{"a": 1}, {}]),
     ("integer multipleOf with range", {"type": "integer", "multipleOf": 5, "minimum": 0,
                                        "maximum": 100},
      [0, 5, 100], [3, 105, -5]),
@@ -228,6 +233,11 @@ def test_order_is_the_schemas(compiler, encode):
     ({"type": "number", "multipleOf": 0.01}, "multipleOf", ""),
     ({"type": "string", "format": "idn-email"}, "format", ""),
     ({"if": {"type": "string"}, "then": {"minLength": 2}}, "if", ""),
+    # two undeclared keys could be the same key: {"x":1,"x":2} is one property, not two
+    ({"properties": {"o": {"type": "object", "properties": {"a": {}}, "minProperties": 2}}},
+     "minProperties", "/properties/o"),
+    ({"type": "object", "patternProperties": {"^[a-f]$": {}}, "additionalProperties": False,
+      "minProperties": 3, "required": ["a"]}, "minProperties", ""),
 ])
 def test_unsupported_names_keyword_and_pointer(schema, keyword, pointer):
     with pytest.raises(UnsupportedFeatureError) as info:
