@@ -72,9 +72,10 @@ class CompiledGrammar:
 
         return load_compiled(path, tokenizer_info)
 
-    def precompute(self, progress=None) -> int:
-        """Fill the whole mask cache now (what ``structgen compile`` does) instead of lazily."""
-        return self.native_masker.precompute(progress)
+    def precompute(self, progress=None, num_threads: int | None = None) -> int:
+        """Fill the whole mask cache now (what ``structgen compile`` does) instead of lazily,
+        on ``num_threads`` threads (default: every core)."""
+        return self.native_masker.precompute(progress, num_threads)
 
     @property
     def vocab_size(self) -> int:

@@ -21,8 +21,10 @@ column after it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -337,9 +339,11 @@ class NativeMasker:
             return MaskEntry(bits, id_list, uncertain_pos, ulcp, deeper=True)
         return MaskEntry(bits, id_list, uncertain_pos, ulcp)
 
-    def precompute(self, progress=None) -> int:
-        """Fill the cache for every (parser state, lexer state) pair; returns entries built."""
-        built = 0
+    def precompute(self, progress=None, num_threads: int | None = None) -> int:
+        """Fill the cache for every (parser state, lexer state) pair; returns entries built.
+
+        The walks release the GIL, so ``num_threads`` (default: every core) build entries at
+        once; ``progress(done, total)`` is called from the calling thread."""
         keys = [(self.start_state, -1)]
         for s in range(self.n_states):
             ctx = int(self.state_context[s])
@@ -347,14 +351,20 @@ class NativeMasker:
             final_only = self.context_final_only[ctx]
             keys.extend((s, base + k) for k in range(self.context_sizes[ctx])
                         if not final_only[k])  # settled away after every token
-        for i, (s, q) in enumerate(keys):
-            found = self.entry(s, q)
-            if found is not None:
-                built += 1
-                if found.deeper and found.has_split:  # keep the marker, drop the split
-                    self.put(s, q, _DEEPER)
-            if progress is not None:
-                progress(i + 1, len(keys))
+
+        def build(key: tuple[int, int]) -> bool:
+            found = self.entry(*key)
+            if found is not None and found.deeper and found.has_split:
+                self.put(*key, _DEEPER)  # keep the marker, drop the split
+            return found is not None
+
+        workers = max(1, min(num_threads or os.cpu_count() or 1, 32))
+        built = 0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i, ok in enumerate(pool.map(build, keys, chunksize=64)):
+                built += ok
+                if progress is not None:
+                    progress(i + 1, len(keys))
         return built
 
     # --- masks ----------------------------------------------------------------------------
