@@ -181,11 +181,35 @@ class EventRecorder:
         other.fed = list(self.fed)
         return other
 
+    def try_feed(self, data: bytes) -> tuple[tuple, list[tuple[int, int, int, int]]] | None:
+        """What :meth:`feed` would do, without doing it: ``(threads, new committed events)``
+        after ``data``, or None if the grammar rejects it. Nothing is copied, so trying many
+        candidate continuations costs only the bytes they hold."""
+        if self.dead:
+            return None
+        engine = self._engine
+        threads, pos = self._threads, self._pos
+        for b in data:
+            engine.pos = pos
+            threads = engine.step(threads, b)
+            pos += 1
+            if not threads:
+                return None
+        engine.pos = pos
+        threads = engine.settle(threads)
+        if not threads or not engine.any_viable(threads):
+            return None
+        return threads, self._agreed(threads)
+
     def _commit(self) -> None:
         """Append the events every thread agrees on."""
+        self.committed.extend(self._agreed(self._threads))
+
+    def _agreed(self, threads) -> list[tuple[int, int, int, int]]:
+        """The events after the committed ones that all ``threads`` agree on."""
         have = len(self.committed)
         tails = []
-        for stack, _q, _sh, _post in self._threads:
+        for stack, _q, _sh, _post in threads:
             log = stack[4]
             new = []
             while log is not None and log[4] > have:
@@ -200,13 +224,14 @@ class EventRecorder:
             while k < min(n, len(other)) and other[k] == first[k]:
                 k += 1
             n = k
-        self.committed.extend(first[:n])
+        return first[:n]
 
-    def pending_terminals(self) -> set[int] | None:
+    def pending_terminals(self, threads=None) -> set[int] | None:
         """Ids of the terminals the unfinished last lexeme could still become; None when it
-        could also be skipped whitespace, or no lexeme is open (anything may come next)."""
+        could also be skipped whitespace, or no lexeme is open (anything may come next).
+        ``threads`` (from :meth:`try_feed`) asks it of a tried continuation instead."""
         out: set[int] = set()
-        for stack, q, _sh, _post in self._threads:
+        for stack, q, _sh, _post in (self._threads if threads is None else threads):
             if q < 0:
                 return None
             dfa = self._engine.ctx_of(stack)

@@ -324,3 +324,92 @@ def test_python_elif_chain_is_penalized_at_the_next_elif(python_rpg):
     assert python_rpg.repeat_extended_by_text(tracker, b"el") >= 4  # may still become elif
     assert python_rpg.repeat_extended_by_text(tracker, b"else") == 0
     assert python_rpg.repeat_extended_by_text(tracker, b"pass") == 0  # another statement shape
+
+
+# --- expression-level units: list elements, dict entries, call arguments ----------------------
+def test_python_item_units_are_a_level_of_their_own(python_rpg):
+    assert {"pn_item", "_arg_pos", "dict_item"} <= python_rpg.item_units
+    assert python_rpg.new_tracker().levels[1].min_count == python_rpg.item_min_count == 4
+
+
+@pytest.mark.parametrize("head, item, closer, period", [
+    ("def table():\n    return [", "{i}", "]", 1),
+    ("print(", "x{i}", ")", 1),
+    ("COLORS = {{\n", "    'c{i}': {i},\n", "}", 1),
+    ("COLORS = {{\n", "    'c{i}': ({i}, 0, {i}),\n", "}", 4),  # three tuple items, one entry
+])
+def test_planted_item_loop_is_detected_and_penalized(python_rpg, head, item, closer, period):
+    """k same-shaped items in one display or call: level 1 counts exactly k copies, and the
+    next item (or the separator that begins it) is penalized by penalty ** k; the closer is
+    not."""
+    sep = "" if item.endswith("\n") else ", "
+    for k in (2, 4, 7):
+        tracker = python_rpg.new_tracker()
+        text = head.format() + sep.join(item.format(i=i) for i in range(1, k + 1))
+        assert tracker.feed(text.encode()), text
+        # an item is reduced when the next lexeme comes: without a separator after it, the
+        # k-th is still open
+        done = k if item.endswith(",\n") else k - 1
+        assert tracker.repeat(1) == ((period, done) if done > 1 else (0, 1)), text
+        assert tracker.repeat(0)[1] == 1  # one statement, not yet finished
+        expected = k if k >= python_rpg.item_min_count else 0
+        nxt = ", " if sep else item.format(i=k + 1).split(":")[0]  # the next key
+        assert python_rpg.repeat_extended_by_text(tracker, nxt.encode()) == expected, (text, nxt)
+        assert python_rpg.repeat_extended_by_text(tracker, closer.encode()) == 0
+
+
+def test_item_penalty_moves_greedy_to_the_closer(python_rpg):
+    """A row of scores that prefers ``,`` (another element) by less than the penalty: after
+    enough elements the closing bracket wins."""
+    info = python_rpg.compiled.tokenizer_info
+    ids = {b: info.token_bytes.index(b) for b in (b",", b"]")}
+    tracker = python_rpg.new_tracker()
+    assert tracker.feed(b"xs = [" + b", ".join(b"%d" % i for i in range(1, 9)))
+    scores = np.full(len(info.token_bytes), -10.0)
+    scores[ids[b","]], scores[ids[b"]"]] = 0.5, 0.0
+    count = python_rpg.penalize_row(tracker, scores)
+    assert count == 8
+    assert scores[ids[b","]] == pytest.approx(0.5 + 8 * np.log(0.9))
+    assert scores[ids[b"]"]] == 0.0 and int(np.argmax(scores)) == ids[b"]"]
+
+
+def test_items_of_different_statements_are_not_siblings(python_rpg):
+    """``return 'a'`` in every branch of an elif chain: one item per statement, no item repeat
+    (the statement level sees the chain)."""
+    tracker = python_rpg.new_tracker()
+    code = "def f(x):\n    if x == 1:\n        return 'a'\n"
+    code += "".join(f"    elif x == {i}:\n        return 'b{i}'\n" for i in range(2, 9))
+    assert tracker.feed(code.encode() + b"    ")
+    assert tracker.repeat(1)[1] == 1
+    assert tracker.repeat(0)[1] >= 6
+
+
+def _longest_display(code: str) -> int:
+    """The most elements (or arguments) of any display or call in ``code``."""
+    sizes = [0]
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            sizes.append(len(node.elts))
+        elif isinstance(node, ast.Dict):
+            sizes.append(len(node.keys))
+        elif isinstance(node, ast.Call):
+            sizes.append(len(node.args) + len(node.keywords))
+    return max(sizes)
+
+
+def test_python_varied_code_shows_no_item_repeat(python_rpg):
+    """The varied corpus windows whose displays and calls are short (fewer items than it takes
+    to be penalized): no item-level repeat reaches the penalty after any line. Windows with a
+    long display (``__all__ = [...]``) do repeat an element shape, and are found."""
+    short, long = [], []
+    for code, _ in varied_windows(limit=20):
+        (short if _longest_display(code) < python_rpg.item_min_count else long).append(code)
+    assert len(short) >= 5
+    for code in short:
+        tracker = python_rpg.new_tracker()
+        for line in code.splitlines(keepends=True):
+            assert tracker.feed(line.encode()), code
+            assert tracker.repeat(1)[1] < python_rpg.item_min_count, (code, line)
+    tracker = python_rpg.new_tracker()
+    assert tracker.feed(b"__all__ = [\n" + b"".join(b"    'f%d',\n" % i for i in range(6)))
+    assert tracker.repeat(1) == (1, 6)
