@@ -5,13 +5,15 @@ Run from the repository root::
     python bench/grammars.py                        # SQL, Python, Go; every installed engine
     python bench/grammars.py --quick                # 10 documents, 60 s budgets, no precompute
     python bench/grammars.py --grammars sql --engines structgen,llguidance --json out.json
+    python bench/grammars.py --engines syncode --syncode-python /path/to/syncode-venv/bin/python
 
 For each grammar (``GRAMMARS``) the documents are real code, every k-th of the corpus to make
 ``--queries``: SQL, Spider dev gold queries; Python, the standard-library files listed in
 shared/data/python; Go, the Go 1.19 standard library (testdata/ left out). Files longer than
 ``MAX_TOKENS`` are replayed up to there (every token must be accepted; EOS is not checked). Peers
 run only where they can express the grammar: llguidance and xgrammar have no Lark post-lexer, so
-Python's indentation and Go's semicolon insertion are structgen's alone. Documents are
+Python's indentation and Go's semicolon insertion are structgen's alone; SynCode runs its own
+grammars for all three. Documents are
 tokenized once, here, with the Llama-3.2 tokenizer (``--tokenizer``),
 and every engine replays the same ids in its own child process (this file with ``--child``), so
 engines share no caches and each one's memory is its own:
@@ -28,7 +30,20 @@ engines share no caches and each one's memory is its own:
 * ``xgrammar`` -- ``Grammar.from_lark(text)`` (xgrammar's own Lark front end, which turns the
   grammar into its EBNF with whitespace rules after every terminal; the same priority edit);
   compile = ``GrammarCompiler.compile_grammar`` (it builds its mask cache). xgrammar parses
-  characters, with no contextual lexer, so it reads keywords and identifiers more loosely.
+  characters, with no contextual lexer, so it reads keywords and identifiers more loosely;
+* ``syncode`` -- SynCode's OWN shipped grammar for the language (``Grammar("sql")``, ``"python"``,
+  ``"go"``: not ours) through ``SyncodeLogitsProcessor(grammar, tokenizer, mode="grammar_mask")``
+  on ``PreTrainedTokenizerFast`` loaded from the bundled tokenizer folder. It pins transformers
+  4.53.2, so its child runs in another interpreter, ``--syncode-python`` (default
+  ``$SYNCODE_PYTHON``; without one the row says "not installed"). Its "DFA mask store" is built
+  once per grammar and tokenizer and pickled under ``--syncode-cache``; a build is stopped at
+  ``--syncode-build-budget`` seconds (default 900) and reported with its progress. compile =
+  that build (wall seconds, kept in ``build-times.json`` beside the stores so later runs still
+  show it), 2nd = loading the cached store and building the parser again, as every later process
+  does. SynCode has no matcher: a mask is computed from the ids so far (decode, incremental
+  parse, union of store rows; one torch thread), and that is what is timed. Its masks
+  over-approximate: EOS wherever the current terminal could end, and the tokenizer's other
+  special tokens (BOS, pad) everywhere.
 
 Before each token, and once after the last (that mask must allow EOS), each engine fills the
 full-vocabulary bitmask, and only that call is timed. Each child stops starting new documents
@@ -44,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -65,7 +81,9 @@ if str(REPO) not in sys.path:  # `python bench/grammars.py` puts bench/ on sys.p
     sys.path.insert(0, str(REPO))
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-ENGINES = ("structgen", "llguidance", "xgrammar")
+DEFAULT_SYNCODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "structgen-bench",
+                             "syncode")
+ENGINES = ("structgen", "llguidance", "xgrammar", "syncode")
 PEER_MODULES = {"llguidance": "llguidance", "xgrammar": "xgrammar"}
 RESULT_PREFIX = "GRAMMAR-BENCH-RESULT "
 # Issue 5's bars, per grammar: per-token p50 and p99 in microseconds (Llama-3.2, this machine).
@@ -94,8 +112,10 @@ class GrammarBench:
     path: Path  # the .lark file
     documents: Callable[[Path, int], list[Document]]  # (data folder, how many; 0 = all)
     corpus: str  # what the documents are, for the table's title
-    # why the peers cannot run this grammar (None: they can)
+    # why llguidance and xgrammar cannot run this grammar (None: they can)
     peers_cannot: str | None = None
+    # the grammar SynCode ships for this language (its own Lark file, indenter and parser)
+    syncode_grammar: str | None = None
 
     def text(self) -> str:
         return self.path.read_text("utf-8")
@@ -151,13 +171,15 @@ def go_stdlib_files(data: Path, count: int) -> list[Document]:
 
 GRAMMARS: dict[str, GrammarBench] = {
     "sql": GrammarBench("sql", REPO / "grammars" / "sql.lark", spider_dev_queries,
-                        "Spider dev gold queries"),
+                        "Spider dev gold queries", syncode_grammar="sql"),
     "python": GrammarBench("python", REPO / "grammars" / "python.lark", python_stdlib_files,
                            "Python standard-library files",
-                           "no Lark post-lexer (indentation) in llguidance or xgrammar"),
+                           "no Lark post-lexer (indentation) in llguidance or xgrammar",
+                           syncode_grammar="python"),
     "go": GrammarBench("go", REPO / "grammars" / "go.lark", go_stdlib_files,
                        "Go standard-library files",
-                       "no Lark post-lexer (semicolon insertion) in llguidance or xgrammar"),
+                       "no Lark post-lexer (semicolon insertion) in llguidance or xgrammar",
+                       syncode_grammar="go"),
 }
 
 
@@ -409,8 +431,182 @@ def child_peer(spec: dict[str, Any], opts: argparse.Namespace) -> dict[str, Any]
     return out
 
 
+# SynCode runs in an interpreter of its own (``--syncode-python``): it pins transformers 4.53.2.
+SYNCODE_MODE = "grammar_mask"  # SyncodeLogitsProcessor's default: the over-approximate mask
+
+
+class SyncodeRejected(Exception):
+    """SynCode's incremental parser failed on a prefix its previous masks allowed."""
+
+
+class SyncodeEngine:
+    """SynCode behind the peers' interface (``new_matcher``, ``fill_mask``, ``accept``).
+
+    SynCode keeps no matcher state of its own: each mask is computed from the token ids so far,
+    as ``GrammarConstrainer.mask_scores`` does it (decode the ids, run the incremental parser
+    over the text, union the mask-store rows of the acceptable terminal sequences), less the
+    final ``masked_fill`` on the logits. That whole computation is what ``fill_mask`` times;
+    ``accept`` only reads the last mask's bit and appends the id. A parser failure (SynCode
+    would fall back to unconstrained decoding there) ends the document as an error.
+    """
+
+    name = "syncode"
+
+    def __init__(self, processor: Any, max_tokens: int) -> None:
+        import torch
+
+        self.constrainer = processor.grammar_engine
+        self.ids = torch.zeros((1, max_tokens + 1), dtype=torch.long)
+        self.count = 0
+        self.mask: Any = None  # torch.bool, one per vocabulary entry
+        self.allowed: list[int] = []  # allowed-token count of each mask (not timed)
+        self.last_fill_ns = 0
+
+    def new_matcher(self) -> None:
+        self.constrainer.reset()
+        self.count = 0
+
+    def fill_mask(self) -> None:
+        ge, ids = self.constrainer, self.ids[:, :self.count]
+        t0 = time.perf_counter_ns()
+        ge._set_start_from(ids)
+        (text, rest), = ge._get_partial_outputs(ids)
+        res, failed = ge._parse_partial_output(0, text, rest, accepted_generation=True)
+        mask = None if failed else ge.dfa_mask_store.get_accept_mask(res)
+        self.last_fill_ns = time.perf_counter_ns() - t0
+        if mask is None:
+            raise SyncodeRejected(f"SynCode's parser failed after token {self.count}")
+        self.mask = mask
+        self.allowed.append(int(mask.sum()))
+
+    def accept(self, token_id: int) -> bool:
+        if token_id >= len(self.mask) or not bool(self.mask[token_id]):
+            return False
+        self.ids[0, self.count] = token_id
+        self.count += 1
+        return True
+
+    @property
+    def bitmask(self) -> np.ndarray:
+        """The last mask as int32 words (bit ``i % 32`` of word ``i // 32``), for ``_bit``."""
+        bits = np.packbits(self.mask.numpy().astype(np.uint8), bitorder="little")
+        return np.pad(bits, (0, -len(bits) % 4)).view("<u4")
+
+
+def _syncode_store_path(grammar: Any, tok: Any) -> Path:
+    """Where SynCode caches this mask store (``MaskStore.init_mask_store``'s own formula)."""
+    from syncode import common
+
+    return (Path(common.SYNCODE_CACHE) / "mask_stores" / type(tok).__name__ /
+            f"{SYNCODE_MODE}_{grammar.hash()}_{tok.vocab_size}.pkl")
+
+
+def _syncode_progress() -> dict[str, Any]:
+    """Route the mask-store build's tqdm bar into a dict (states done / total), silently."""
+    import syncode.mask_store.mask_store as ms
+
+    progress: dict[str, Any] = {"done": 0, "total": None}
+
+    class Progress(ms.tqdm):  # type: ignore[name-defined, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.update(file=open(os.devnull, "w"), mininterval=3600)  # noqa: SIM115
+            super().__init__(*args, **kwargs)
+            progress["total"] = self.total
+
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            progress["done"] = self.n
+            return out
+
+    ms.tqdm = Progress
+    return progress
+
+
+def child_syncode(spec: dict[str, Any], opts: argparse.Namespace) -> dict[str, Any]:
+    """SynCode's own grammar for the language; its mask store built once (``--syncode-build-
+    budget``) and cached under ``--syncode-cache``, then loaded again to time a cached start."""
+    import signal
+
+    cache = Path(opts.syncode_cache).expanduser() / spec["tokenizer"]
+    os.environ["SYNCODE_CACHE"] = str(cache) + "/"  # read when syncode.common is imported
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    here = Path(__file__).resolve().parent  # bench/jsonschema.py would shadow syncode's import
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    import torch
+    from transformers import PreTrainedTokenizerFast
+    from transformers import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(1)  # one core per engine, as the others' mask fills
+    import syncode
+    from syncode.grammar_mask.logits_processor import SyncodeLogitsProcessor
+    from syncode.parsers.grammars import Grammar
+
+    version = importlib.metadata.version("syncode")
+    t0 = time.perf_counter()
+    tok = PreTrainedTokenizerFast.from_pretrained(spec["tokenizer_dir"])
+    setup_s = time.perf_counter() - t0
+    grammar = Grammar(spec["syncode_grammar"])
+    store = _syncode_store_path(grammar, tok)
+    times_path = cache / "build-times.json"
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    out: dict[str, Any] = {"engine": "syncode", "version": version, "setup_s": setup_s,
+                           "syncode_grammar": grammar.name, "syncode_mode": SYNCODE_MODE,
+                           "store_path": str(store), "module": syncode.__file__}
+
+    def open_processor() -> Any:
+        return SyncodeLogitsProcessor(grammar, tok, use_cache=True, parse_output_only=False,
+                                      mode=SYNCODE_MODE)
+
+    if not store.exists():
+        progress = _syncode_progress()
+
+        def stop(signum: int, frame: Any) -> None:
+            raise _Budget
+
+        signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, opts.syncode_build_budget)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            open_processor()
+        except _Budget:
+            store.unlink(missing_ok=True)  # the alarm may have cut the pickle short
+            done, total = progress["done"], progress["total"]
+            spent = time.perf_counter() - t0
+            projected = f", ~{spent * total / done:.0f} s projected" if done and total else ""
+            return {**out, "error": f"mask-store build not finished in {spent:.0f} s "
+                                    f"({done}/{total} DFA states{projected})"}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        build = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0}
+        times = json.loads(times_path.read_text()) if times_path.exists() else {}  # again:
+        times[store.name] = build  # another grammar's child may have written it meanwhile
+        times_path.write_text(json.dumps(times, indent=1))
+        out["store_built_now"] = True
+    else:
+        out["store_built_now"] = False
+    build = times.get(store.name) or {}  # empty: built by something other than this script
+    out["store_build_s"], out["store_build_cpu_s"] = build.get("wall_s"), build.get("cpu_s")
+    out["store_mb"] = store.stat().st_size / 2**20 if store.exists() else None
+    gc.collect()
+    base_mb = reset_peak_memory()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    processor = open_processor()  # the cached store, as every later process opens it
+    out["store_load_s"] = time.perf_counter() - t0
+    out["store_load_cpu_s"] = time.process_time() - cpu0
+    out["compile_s"], out["compile2_s"] = out["store_build_s"], out["store_load_s"]
+    engine = SyncodeEngine(processor, MAX_TOKENS)
+    out.update(two_passes(engine, spec["docs"], spec["eos_id"], opts.budget))
+    if engine.allowed:
+        out["allowed_p50"] = float(np.median(engine.allowed))
+        out["allowed_min"] = min(engine.allowed)
+    if base_mb is not None:
+        out["peak_mb"] = (peak_memory() or base_mb) - base_mb
+    return out
+
+
 CHILDREN = {"structgen": child_structgen, "structgen-full": child_structgen_full,
-            "llguidance": child_peer, "xgrammar": child_peer}
+            "llguidance": child_peer, "xgrammar": child_peer, "syncode": child_syncode}
 
 
 def child_main(opts: argparse.Namespace) -> int:
@@ -432,10 +628,16 @@ def child_main(opts: argparse.Namespace) -> int:
 
 
 def run_child(engine: str, spec_path: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", engine,
+    python = opts.syncode_python if engine == "syncode" else sys.executable
+    cmd = [str(python), str(Path(__file__).resolve()), "--child", engine,
            "--spec", str(spec_path), "--budget", str(opts.budget),
-           "--precompute-budget", str(opts.precompute_budget)] + (["--quick"] if opts.quick else [])
+           "--precompute-budget", str(opts.precompute_budget),
+           "--syncode-cache", str(opts.syncode_cache),
+           "--syncode-build-budget", str(opts.syncode_build_budget)] + (
+               ["--quick"] if opts.quick else [])
     limit = 2 * opts.budget + opts.precompute_budget + 600  # compiles come on top of budgets
+    if engine == "syncode":  # a store build, then a load of it, before the replay
+        limit += opts.syncode_build_budget
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -488,7 +690,8 @@ def summarize(grammar: str, results: dict[str, dict[str, Any]]) -> dict[str, Any
         row.update(timing(res))
         for key in ("cache_entries", "cache_mb", "full_lazy_s", "full_precompute_s",
                     "full_finished", "full_entries_done", "full_entries_total", "full_cache_mb",
-                    "full_error"):
+                    "full_error", "syncode_grammar", "syncode_mode", "store_build_s",
+                    "store_build_cpu_s", "store_built_now", "store_load_s", "store_load_cpu_s", "store_mb", "allowed_p50", "allowed_min"):
             if key in res:
                 row[key] = res[key]
         rows.append(row)
@@ -566,6 +769,18 @@ def evaluate_bars(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _syncode_missing(python: str | None) -> str | None:
+    """Why ``--syncode-python`` cannot run SynCode (None: it can)."""
+    if not python:
+        return "not installed (give --syncode-python, a Python with syncode; bench/README.md)"
+    if not Path(python).exists():
+        return f"not installed ({python} is missing)"
+    probe = subprocess.run([python, "-c", "import importlib.util as u; "
+                            "raise SystemExit(u.find_spec('syncode') is None)"],
+                           capture_output=True, timeout=120)
+    return None if probe.returncode == 0 else f"not installed (no syncode in {python})"
+
+
 def _installed(engine: str) -> bool:
     module = PEER_MODULES.get(engine)
     return module is None or importlib.util.find_spec(module) is not None
@@ -583,6 +798,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precompute-budget", type=float, default=180.0,
                    help="seconds for structgen's full precompute before it is stopped")
     p.add_argument("--no-precompute", action="store_true", help="skip structgen's precompute")
+    p.add_argument("--syncode-python", default=os.environ.get("SYNCODE_PYTHON"),
+                   help="a Python with syncode installed (its own venv: it pins transformers "
+                        "4.53.2); default $SYNCODE_PYTHON; without it syncode is 'not installed'")
+    p.add_argument("--syncode-cache", type=Path, default=DEFAULT_SYNCODE_CACHE,
+                   help="where SynCode's mask stores are cached (one folder per tokenizer)")
+    p.add_argument("--syncode-build-budget", type=float, default=900.0,
+                   help="seconds for building one SynCode mask store before it is given up")
     p.add_argument("--quick", action="store_true",
                    help="10 documents, 60 s budgets, no precompute, one structgen compile")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -599,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     if opts.child:
         return child_main(opts)
-    from structgen.bundled import bundled_encoder, load_bundled_tokenizer
+    from structgen.bundled import bundled_encoder, bundled_tokenizer_files, load_bundled_tokenizer
 
     grammars = [g for g in opts.grammars.split(",") if g]
     engines = [e for e in opts.engines.split(",") if e]
@@ -609,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = load_bundled_tokenizer(opts.tokenizer)
     encode = bundled_encoder(opts.tokenizer)
+    syncode_missing = _syncode_missing(opts.syncode_python) if "syncode" in engines else None
     print(f"grammars {', '.join(grammars)}; engines {', '.join(engines)}; tokenizer "
           f"{opts.tokenizer}; {os.cpu_count()} CPUs; Python {platform.python_version()}",
           flush=True)
@@ -617,7 +840,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in grammars:
             bench = GRAMMARS[name]
             docs = tokenize(bench.documents(opts.data, opts.queries), encode, info.token_bytes)
-            spec = {"grammar": name, "tokenizer": opts.tokenizer, "docs": docs}
+            spec = {"grammar": name, "tokenizer": opts.tokenizer, "docs": docs,
+                    "eos_id": int(info.eos_token_ids[0]), "syncode_grammar": bench.syncode_grammar,
+                    "tokenizer_dir": str(bundled_tokenizer_files(opts.tokenizer)[0].parent)}
             spec_path = Path(tmp) / f"{name}.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
             print(f"[{name}] {len(docs)} {bench.corpus}, "
@@ -627,7 +852,11 @@ def main(argv: list[str] | None = None) -> int:
                 if not _installed(engine):
                     results[engine] = {"engine": engine, "unavailable": "not installed"}
                     continue
-                if engine != "structgen" and bench.peers_cannot:
+                if engine == "syncode" and (syncode_missing or not bench.syncode_grammar):
+                    results[engine] = {"engine": engine, "unavailable": syncode_missing or
+                                       "SynCode ships no grammar for this language"}
+                    continue
+                if engine in ("llguidance", "xgrammar") and bench.peers_cannot:
                     results[engine] = {"engine": engine, "unavailable": bench.peers_cannot}
                     continue
                 results[engine] = res = run_child(engine, spec_path, opts)
