@@ -885,8 +885,8 @@ class _Builder:
         declared = [p.name for p in props] + [n for n in props_in if n not in
                                               {p.name for p in props}]
         if pnames is not None and pnames is not True and pnames != {}:
-            key_rx = self.property_name_regex(pnames, declared, ptr)
-            if key_rx is not None and addl is not False:
+            key_rx = None if addl is False else self.property_name_regex(pnames, declared, ptr)
+            if key_rx is not None:
                 extras.append((key_rx, addl, f"{ptr}/additionalProperties", 0))
             if pat:
                 self.report.unsupported("patternProperties", ptr,
@@ -923,14 +923,21 @@ class _Builder:
         return out
 
     def name_ok(self, name: str, pnames, ptr: str) -> bool:
+        """Whether the declared name ``name`` satisfies ``propertyNames``: ``jsonschema``
+        decides when it is installed, otherwise the string language built for
+        ``propertyNames`` (which reports what it cannot enforce)."""
         try:
             from jsonschema import Draft202012Validator
-
+        except ImportError:
+            parts = self.parts(pnames, ptr + "/propertyNames")
+            return bool(parts.strings) and _fullmatch(_strings_regex(parts.strings),
+                                                      json_literal(name))
+        try:
             sub, _ = self.normalize(pnames, ptr + "/propertyNames")
             return Draft202012Validator(sub).is_valid(name)
-        except ImportError:
-            return True
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the name is not checked
+            self.report.unsupported("propertyNames", ptr, f"the declared name {name!r} could "
+                                    f"not be checked against it ({type(exc).__name__})")
             return True
 
     def property_name_regex(self, pnames, declared, ptr: str) -> str | None:
@@ -940,7 +947,7 @@ class _Builder:
         if len(parts.strings) == 1 and parts.strings[0][0] == "re" and \
                 parts.strings[0][1] == ANY_STRING:
             return string_excluding(declared)
-        rx = "(?:" + "|".join(s if k == "re" else re_literal(s) for k, s in parts.strings) + ")"
+        rx = _strings_regex(parts.strings)
         if any(_fullmatch(rx, json_literal(d)) for d in declared):
             self.report.unsupported("propertyNames", ptr, "declared properties also match "
                                     "propertyNames; other keys cannot exclude them")
@@ -1407,6 +1414,11 @@ def _lark_regex(rx: str) -> str:
         return t
 
     return _LARK_ESCAPE.sub(sub, rx)
+
+
+def _strings_regex(strings: list[tuple[str, str]]) -> str:
+    """One regex for a union's string parts (regexes, and literals spelled as JSON)."""
+    return "(?:" + "|".join(s if k == "re" else re_literal(s) for k, s in strings) + ")"
 
 
 def _json_type(v) -> str:

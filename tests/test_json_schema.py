@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import warnings
 from decimal import Decimal
 
@@ -207,6 +208,18 @@ def test_whole_string_lookaheads_are_products():
     for rx in ["a(?=b)", "(?=a)b", "(?<=a)b", "x(?=a\\Z)a"]:
         with pytest.raises(RegexError):
             regex_to_dfa(rx)
+
+
+@pytest.mark.parametrize("with_jsonschema", [True, False])
+def test_property_names_filter_declared_names(compiler, monkeypatch, with_jsonschema):
+    # without the jsonschema package the builder's own string language decides
+    if not with_jsonschema:
+        monkeypatch.setitem(sys.modules, "jsonschema", None)
+    schema = {"type": "object", "properties": {"ab": {"type": "integer"}, "a": {"type": "integer"}},
+              "propertyNames": {"maxLength": 1}, "additionalProperties": False}
+    c = compile_json_schema(compiler, schema)
+    assert accepts(c, '{"a":1}') and accepts(c, '{}')
+    assert not accepts(c, '{"ab":1}') and not accepts(c, '{"b":1}')
 
 
 def test_order_is_the_schemas(compiler, encode):
