@@ -413,3 +413,29 @@ def test_python_varied_code_shows_no_item_repeat(python_rpg):
     tracker = python_rpg.new_tracker()
     assert tracker.feed(b"__all__ = [\n" + b"".join(b"    'f%d',\n" % i for i in range(6)))
     assert tracker.repeat(1) == (1, 6)
+
+
+# --- bench/rpg.py's metrics (the model run itself is a bench, not a test) ----------------------
+@pytest.fixture(scope="module")
+def rpg_bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "rpg.py"
+    spec = importlib.util.spec_from_file_location("bench_rpg", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_metrics(rpg_bench):
+    assert len(rpg_bench.PROMPTS) == 50 and len(set(rpg_bench.PROMPTS)) == 50
+    # def/return pairs repeat with period 2: lines 4, 5 and 6 end a pair equal to the one before
+    code = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(3))
+    assert rpg_bench.repetition_stats(code) == (3 / 6, 3)
+    assert rpg_bench.repetition_stats("x = 1\nprint(x)\nimport os\n") == (0.0, 1)
+    comments = "# Example 1:\n\n# Example 2:\n# Example 3:\nx = 1\n"
+    assert rpg_bench.repetition_stats(comments) == (2 / 4, 3)
+    assert rpg_bench.repetition_stats(comments, comments=False) == (0.0, 1)
+    assert rpg_bench.item_run("xs = [1, 2, 3, a, 5") == 3  # cut answers count too
+    assert rpg_bench.item_run("f(a, b)\nd = {1: 2, 3: 4, 5: g(6)}") == 2
+    assert rpg_bench.parses("x = [1,\n 2]\n") and not rpg_bench.parses("x = [1,\n")
