@@ -226,7 +226,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             print(f"\rprecomputing masks [{bar:<30}] {done}/{total}", end="", file=sys.stderr,
                   flush=True)
 
-    n = compiled.precompute(progress)
+    n = compiled.precompute(progress, num_threads=args.threads)
     t2 = time.perf_counter()
     masker = compiled.native_masker
     print(f"\nmask cache: {n} entries, {masker.cache_bytes / 1e6:.1f} MB, in {t2 - t1:.2f} s",
@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--regex", action="store_true", help="GRAMMAR is a regular expression")
     comp.add_argument("--tokenizer", default="gpt2")
     comp.add_argument("-o", "--output", help="write the compiled grammar here (.sgc)")
+    comp.add_argument("--threads", type=int, default=None,
+                      help="threads for the mask precompute (default: every core)")
     comp.set_defaults(func=cmd_compile)
     gen = sub.add_parser("generate", help="generate text that a grammar accepts, with a real model")
     gen.add_argument("--prompt", required=True)
