@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("STRUCTGEN_CACHE_DIR", "off")  # compile times are measured: never load them
 if str(REPO) not in sys.path:  # `python bench/grammars.py` puts bench/ on sys.path, not the root
     sys.path.insert(0, str(REPO))
 

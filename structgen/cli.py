@@ -218,7 +218,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         compiled = compiler.compile_grammar(_grammar_text(args.grammar, regex=args.regex))
     t1 = time.perf_counter()
-    print(f"compiled {args.grammar}: {compiled!r} in {(t1 - t0) * 1e3:.0f} ms")
+    loaded = f" (loaded from {compiled.cached_at})" if compiled.cached_at else ""
+    print(f"compiled {args.grammar}: {compiled!r} in {(t1 - t0) * 1e3:.0f} ms{loaded}")
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(total // 50, 1) == 0:

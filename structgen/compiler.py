@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from . import disk_cache
 from .errors import ConfigurationError, GrammarError
 from .grammar import Grammar, builtin_grammar_text, builtin_postlex, builtin_start
 from .lexer import LexerContexts
@@ -39,6 +40,7 @@ class CompiledGrammar:
         self.lexers = lexers if lexers is not None else LexerContexts(grammar)
         self.reference = ReferenceEngine(grammar, self.lexers)
         self.compile_seconds = 0.0
+        self.cached_at = None  # the disk-cache file it was loaded from (structgen.disk_cache)
         self._native = None
         self._native_lock = threading.Lock()
 
@@ -90,7 +92,12 @@ class CompiledGrammar:
 class GrammarCompiler:
     """Compiles grammars for one tokenizer; caches results by grammar text."""
 
-    def __init__(self, tokenizer_info: TokenizerInfo, *, cache_enabled: bool = True) -> None:
+    def __init__(self, tokenizer_info: TokenizerInfo, *, cache_enabled: bool = True,
+                 disk_cache: bool = True) -> None:
+        """``cache_enabled`` keeps compiled grammars in memory by grammar text;
+        ``disk_cache`` also keeps slow compiles on disk between processes
+        (:mod:`structgen.disk_cache`; ``STRUCTGEN_CACHE_DIR`` chooses the folder or, set to
+        ``off``, turns it off everywhere)."""
         if not hasattr(tokenizer_info, "token_bytes"):
             raise ConfigurationError(
                 "GrammarCompiler needs a structgen.TokenizerInfo; build one with "
@@ -99,6 +106,7 @@ class GrammarCompiler:
         self.trie = trie_for(tokenizer_info)
         self._cache: dict[tuple[str, str], CompiledGrammar] = {}
         self._cache_enabled = cache_enabled
+        self._disk_cache = disk_cache
         self._lock = threading.Lock()
 
     def compile_grammar(self, grammar: str | Grammar, *, start: str = "start",
@@ -126,10 +134,19 @@ class GrammarCompiler:
                     found.precompute()
                 return found
         t0 = time.perf_counter()
-        g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(
-            grammar, start=start, postlex=postlex)
-        compiled = CompiledGrammar(g, self.tokenizer_info, self.trie)
-        compiled.native_masker  # noqa: B018 - build the native tables now, not on first mask
+        folder = disk_cache.cache_folder() if self._disk_cache else None
+        path = (disk_cache.entry_path(folder, key, self.tokenizer_info.fingerprint)
+                if folder is not None else None)
+        compiled = disk_cache.load(path, self.tokenizer_info) if path is not None else None
+        if compiled is not None:
+            compiled.cached_at = path
+        else:
+            g = grammar if isinstance(grammar, Grammar) else Grammar.from_lark(
+                grammar, start=start, postlex=postlex)
+            compiled = CompiledGrammar(g, self.tokenizer_info, self.trie)
+            compiled.native_masker  # noqa: B018 - build the native tables now, not on first mask
+            if path is not None and time.perf_counter() - t0 >= disk_cache.MIN_SECONDS:
+                disk_cache.store(path, compiled)
         if precompute:
             compiled.precompute()
         compiled.compile_seconds = time.perf_counter() - t0
