@@ -226,10 +226,10 @@ def run_peer(name: str, rows: list, tokenizer: str, timeout: int) -> list[dict]:
     eng.schema = {"type": "object"}
     eng.compile_json(tok)  # one-time costs (tokenizer structure) are not a schema's compile
     out = []
-    t0 = time.time()
+    started = time.time()
     for i, row in enumerate(rows, 1):
         if i % 100 == 0:
-            print(f"  {name}: {i}/{len(rows)} schemas, {time.time() - t0:.0f} s", file=sys.stderr)
+            print(f"  {name}: {i}/{len(rows)} schemas, {time.time() - started:.0f} s", file=sys.stderr)
         res = {"id": row["id"], "group": row["group"], "status": "ok", "compile_s": None,
                "compile_cpu_s": None, "valid": 0, "valid_ok": 0, "mask_ns": [],
                "mask_cpu_ns": []}
