@@ -97,8 +97,7 @@ def _unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class LexerContexts:
     """Terminal DFAs and the lazily built combined DFA of each LALR state's terminal set."""
 
-    def __init__(self, grammar: Grammar, *, prebuilt: list[ContextDFA] | None = None,
-                 prebuilt_any: ContextDFA | None = None) -> None:
+    def __init__(self, grammar: Grammar, *, prebuilt: list[ContextDFA] | None = None) -> None:
         self.grammar = grammar
         self.terminal_dfas: list[ByteDFA] = []
         if prebuilt is None:
@@ -120,7 +119,7 @@ class LexerContexts:
         self.state_context = state_context
         self.context_terminals: list[tuple[int, ...]] = [tuple(sorted(k)) for k in keys]
         self._built: dict[int, ContextDFA] = dict(enumerate(prebuilt or ()))
-        self._any: ContextDFA | bool | None = prebuilt_any
+        self._any: ContextDFA | bool | None = None
         self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if prebuilt is not None and len(prebuilt) != len(self.context_terminals):
             raise GrammarError("saved lexer contexts do not match the grammar")

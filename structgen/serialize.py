@@ -49,12 +49,6 @@ def save_compiled(compiled, path: str | Path) -> None:
         arrays[f"ctx{i}_trans"] = c.transitions
         arrays[f"ctx{i}_winner"] = c.winner
         arrays[f"ctx{i}_alive"] = c.alive
-    any_ctx = lexers.any_context()  # the lexer of every terminal (partial-stack walks use it)
-    header["any_context"] = any_ctx is not None
-    if any_ctx is not None:
-        arrays["any_trans"] = any_ctx.transitions
-        arrays["any_winner"] = any_ctx.winner
-        arrays["any_alive"] = any_ctx.alive
     keys, kinds, acc_parts, unc_pos, unc_lcp = [], [], [], [], []
     for key, entry in masker.cache_items():
         keys.append(key)
@@ -125,14 +119,7 @@ def load_compiled(path: str | Path, tokenizer_info):
             final_only = (winner >= 0) & (trans < 0).all(axis=1)
             contexts.append(ContextDFA(terminals=tuple(terms), transitions=trans, winner=winner,
                                        alive=data[f"ctx{i}_alive"], final_only=final_only))
-        any_ctx = None
-        if header.get("any_context"):
-            trans, winner = data["any_trans"], data["any_winner"]
-            any_ctx = ContextDFA(
-                terminals=tuple(i for i, t in enumerate(terminals) if not t.is_declared),
-                transitions=trans, winner=winner, alive=data["any_alive"],
-                final_only=(winner >= 0) & (trans < 0).all(axis=1))
-        lexers = LexerContexts(grammar, prebuilt=contexts, prebuilt_any=any_ctx)
+        lexers = LexerContexts(grammar, prebuilt=contexts)
         if [list(t) for t in lexers.context_terminals] != header["context_terminals"]:
             raise SerializationError(f"{path}: lexer contexts do not match the parse table")
         compiled = CompiledGrammar(grammar, tokenizer_info, trie_for(tokenizer_info),

@@ -40,8 +40,12 @@ def assert_same(native: GrammarMatcher) -> None:
     assert native.allowed_token_ids().tolist() == ref.tolist(), native.accepted_bytes
 
 
+@pytest.mark.parametrize("lex_any", [False, True])
 @pytest.mark.parametrize("name", sorted(GRAMMAR_SAMPLES))
-def test_deep_keys_match_the_reference(always_deeper, name):
+def test_deep_keys_match_the_reference(always_deeper, monkeypatch, name, lex_any):
+    """With and without lexing on with every terminal after an unknown reduction
+    (``LEX_ANY_AFTER_UNKNOWN``, off by default)."""
+    monkeypatch.setattr(native_engine, "LEX_ANY_AFTER_UNKNOWN", lex_any)
     samples = samples_for(name)
     compiled = compiled_for(grammar_text(name), samples)
     index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}

@@ -70,14 +70,11 @@ def test_off_and_disabled_write_nothing(tmp_path, monkeypatch):
 
 
 def test_a_loaded_grammar_splits_like_a_fresh_one(tmp_path):
-    """The lexer of every terminal is saved too: partial-stack walks of a loaded grammar prove
-    as many tokens rejected as the freshly compiled one."""
+    """Partial-stack splits of a loaded grammar equal the freshly compiled one's."""
     info = small_vocab(JSON_SAMPLES)
     fresh = GrammarCompiler(info, disk_cache=False).compile_builtin("json")
-    assert fresh.lexers.any_context() is not None
     fresh.save(tmp_path / "g.sgc")
     loaded = CompiledGrammar.load(tmp_path / "g.sgc", info)
-    assert loaded.lexers.any_context() is not None
     a, b = fresh.native_masker.engine, loaded.native_masker.engine
     for state in range(fresh.grammar.n_states):
         for split_a, split_b in zip(a.classify(state, -1), b.classify(state, -1), strict=True):
