@@ -35,7 +35,12 @@ def cache_folder() -> Path | None:
     value = os.environ.get("STRUCTGEN_CACHE_DIR")
     if value is not None:
         return None if value.strip().lower() in _OFF else Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except RuntimeError:  # no home folder to be found: no disk cache
+            return None
     return Path(base) / "structgen"
 
 
