@@ -168,6 +168,21 @@ class LexerContexts:
             self._table = (np.concatenate(rows), np.concatenate(accepting), offsets)
         return self._table
 
+    def _byte_classes(self, terms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes that every terminal of ``terms`` treats alike (the same successor from each
+        of their states) form a class; a product state's successors are computed once per
+        class. Returns each class's smallest byte, in byte order (so new states are still
+        met in byte order), and each byte's class."""
+        table, _, offsets = self._all_terminals_table()
+        if not terms:
+            return np.zeros(1, dtype=np.int64), np.zeros(256, dtype=np.int64)
+        states = np.concatenate([np.arange(offsets[t], offsets[t + 1]) for t in terms])
+        _, first, inverse = _unique_rows(np.ascontiguousarray(table[states].T))
+        by_byte = np.argsort(first)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[by_byte] = np.arange(len(first))
+        return first[by_byte], rank[inverse.reshape(-1)]
+
     def _build(self, terms: tuple[int, ...]) -> ContextDFA:
         """The product DFA of ``terms`` (breadth-first from the start). A combined state is
         the vector of the terminals' global states (0 where a terminal died); bytes with the
@@ -184,16 +199,20 @@ class LexerContexts:
         order = [start]
         rows: dict[int, np.ndarray] = {}
         frontier = [0]
+        rep, class_of = self._byte_classes(terms)
+        n_classes = len(rep)
         while frontier:  # breadth first, a batch of states per numpy step
             batch, frontier = frontier[:_BATCH], frontier[_BATCH:]
             vecs = np.stack([order[i] for i in batch])  # [B, k]
-            cols = table[vecs].transpose(0, 2, 1).reshape(len(batch) * 256, len(terms))
+            cols = table[vecs][:, :, rep].transpose(0, 2, 1).reshape(
+                len(batch) * n_classes, len(terms))
             uniq, first, inverse = _unique_rows(cols)
             targets = np.full(len(uniq), -1, dtype=np.int32)
+            live = uniq.any(axis=1)  # rows where every terminal died are the dead state
             for u in np.argsort(first):  # number new states in byte order, as a plain BFS would
+                if not live[u]:
+                    continue
                 vec = uniq[u]
-                if not vec.any():
-                    continue  # every terminal died: the dead state
                 key = vec.tobytes()
                 j = index.get(key)
                 if j is None:
@@ -206,7 +225,7 @@ class LexerContexts:
                     order.append(vec)
                     frontier.append(j)
                 targets[u] = j
-            block = targets[inverse.reshape(-1)].reshape(len(batch), 256)
+            block = targets[inverse.reshape(-1)].reshape(len(batch), n_classes)[:, class_of]
             for i, state in enumerate(batch):
                 rows[state] = block[i]
         transitions = np.stack([rows[i] for i in range(len(order))]).astype(np.int32)
