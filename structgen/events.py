@@ -141,27 +141,14 @@ class EventRecorder:
         """Read ``data``; False (and the recorder is dead until rolled back) if the grammar
         rejects it."""
         self.fed.append(data)
-        if self.dead:
-            self._snapshots.append((None, self._pos, len(self.committed)))
-            return False
-        engine = self._engine
-        threads, pos = self._threads, self._pos
-        for b in data:
-            engine.pos = pos
-            threads = engine.step(threads, b)
-            pos += 1
-            if not threads:
-                break
-        if threads:
-            engine.pos = pos
-            threads = engine.settle(threads)
-        if not threads or not engine.any_viable(threads):
+        stepped = None if self.dead else self._stepped(data)
+        if stepped is None:
             self.dead = True
             self._snapshots.append((None, self._pos, len(self.committed)))
             return False
-        self._threads, self._pos = threads, pos
+        self._threads, self._pos = stepped
         self._commit()
-        self._snapshots.append((threads, pos, len(self.committed)))
+        self._snapshots.append((*stepped, len(self.committed)))
         return True
 
     def rollback(self, num_chunks: int) -> None:
@@ -185,8 +172,14 @@ class EventRecorder:
         """What :meth:`feed` would do, without doing it: ``(threads, new committed events)``
         after ``data``, or None if the grammar rejects it. Nothing is copied, so trying many
         candidate continuations costs only the bytes they hold."""
-        if self.dead:
+        stepped = None if self.dead else self._stepped(data)
+        if stepped is None:
             return None
+        return stepped[0], self._agreed(stepped[0])
+
+    def _stepped(self, data: bytes) -> tuple[tuple, int] | None:
+        """(threads, position) after ``data`` from the current state, or None if the grammar
+        rejects it; the recorder itself is not changed."""
         engine = self._engine
         threads, pos = self._threads, self._pos
         for b in data:
@@ -199,7 +192,7 @@ class EventRecorder:
         threads = engine.settle(threads)
         if not threads or not engine.any_viable(threads):
             return None
-        return threads, self._agreed(threads)
+        return threads, pos
 
     def _commit(self) -> None:
         """Append the events every thread agrees on."""
