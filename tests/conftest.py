@@ -20,6 +20,21 @@ DATA = ROOT.parent / "shared" / "data"
 JSON_GRAMMAR = ROOT / "grammars" / "json.lark"
 
 
+def load_bench(script: str):
+    """A ``bench/`` script imported as module ``bench_<script>`` (once per process: the
+    dataclasses in it look their module up in ``sys.modules``)."""
+    import importlib.util
+    import sys
+
+    name = f"bench_{script}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{script}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def in_ci() -> bool:
     """True when running under CI, where missing inputs are failures, not skips."""
     return os.environ.get("CI", "").strip().lower() == "true"

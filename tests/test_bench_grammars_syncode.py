@@ -13,21 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT, require_data, require_tokenizer
-
-
-def load_bench_module():
-    name = "bench_grammars"
-    if name not in sys.modules:  # dataclasses look their module up in sys.modules
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "grammars.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from conftest import DATA, ROOT, load_bench, require_data, require_tokenizer
 
 
 def test_syncode_options_and_missing_interpreter(tmp_path, monkeypatch):
-    bench = load_bench_module()
+    bench = load_bench("grammars")
     monkeypatch.delenv("SYNCODE_PYTHON", raising=False)
     opts = bench.parse_args([])
     assert "syncode" in opts.engines.split(",")
@@ -42,7 +32,7 @@ def test_syncode_options_and_missing_interpreter(tmp_path, monkeypatch):
 
 def test_syncode_not_installed_row(tmp_path, monkeypatch):
     """Without --syncode-python the run reports 'not installed' and starts no child."""
-    bench = load_bench_module()
+    bench = load_bench("grammars")
     require_data(DATA / "sql")
     require_tokenizer("llama3")
     monkeypatch.delenv("SYNCODE_PYTHON", raising=False)
@@ -56,7 +46,7 @@ def test_syncode_not_installed_row(tmp_path, monkeypatch):
 def test_syncode_engine_mask_and_summary():
     """The adapter's bit packing and accept rule, on a fake constrainer (needs torch only)."""
     torch = pytest.importorskip("torch")
-    bench = load_bench_module()
+    bench = load_bench("grammars")
     mask = torch.zeros(70, dtype=torch.bool)
     mask[[0, 5, 33, 69]] = True
     engine = bench.SyncodeEngine(SimpleNamespace(grammar_engine=None), max_tokens=8)
@@ -118,7 +108,7 @@ def test_syncode_child_on_tiny_tokenizer(tmp_path):
                            "--syncode-cache", str(tmp_path / "cache"),
                            "--syncode-build-budget", "300"],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
-    bench = load_bench_module()
+    bench = load_bench("grammars")
     line = next(x for x in proc.stdout.splitlines() if x.startswith(bench.RESULT_PREFIX))
     res = json.loads(line[len(bench.RESULT_PREFIX):])
     assert "error" not in res, (res, proc.stderr[-2000:])

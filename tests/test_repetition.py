@@ -418,13 +418,9 @@ def test_python_varied_code_shows_no_item_repeat(python_rpg):
 # --- bench/rpg.py's metrics (the model run itself is a bench, not a test) ----------------------
 @pytest.fixture(scope="module")
 def rpg_bench():
-    import importlib.util
+    from conftest import load_bench
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "rpg.py"
-    spec = importlib.util.spec_from_file_location("bench_rpg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("rpg")
 
 
 def test_bench_metrics(rpg_bench):

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import lark
 import pytest
-from conftest import DATA, ROOT, require_data, require_encoder, require_tokenizer
+from conftest import DATA, ROOT, load_bench, require_data, require_encoder, require_tokenizer
 from lark.exceptions import LarkError
 
 from structgen import GrammarCompiler, GrammarMatcher
@@ -662,23 +662,10 @@ def test_llama3_replay(sql_lark, compiled_sql):
 
 
 # --- bench/grammars.py stays runnable ----------------------------------------------------------------
-def load_bench_module():
-    import importlib.util
-    import sys
-
-    name = "bench_grammars"
-    if name not in sys.modules:  # dataclasses look their module up in sys.modules
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "grammars.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def test_bench_grammars_smoke(compiled_sql, sql_lark):
     """The benchmark's replay, summary and table on three queries, in this process, with the
     grammar compiled above (the script itself runs engines in child processes)."""
-    bench = load_bench_module()
+    bench = load_bench("grammars")
     info = require_tokenizer("llama3")
     grammar = bench.GRAMMARS["sql"]
     docs = bench.tokenize(grammar.documents(require_data(DATA), 3), require_encoder("llama3"),
