@@ -16,8 +16,10 @@ import test_postlex as postlex
 from test_native_parity import (
     GRAMMAR_SAMPLES,
     JSON_SAMPLES,
+    assert_same_masks,
     compiled_for,
     grammar_text,
+    replay_samples_comparing_masks,
     samples_for,
     small_vocab,
 )
@@ -35,26 +37,13 @@ def deep_keys(compiled) -> int:
     return sum(1 for k in compiled.native_masker._cache if isinstance(k, bytes))
 
 
-def assert_same(native: GrammarMatcher) -> None:
-    ref = native.allowed_token_ids(engine="reference")
-    assert native.allowed_token_ids().tolist() == ref.tolist(), native.accepted_bytes
-
-
 @pytest.mark.parametrize("lex_any", [False, True])
 @pytest.mark.parametrize("name", sorted(GRAMMAR_SAMPLES))
 def test_deep_keys_match_the_reference(always_deeper, monkeypatch, name, lex_any):
     """With and without lexing on with every terminal after an unknown reduction
     (``LEX_ANY_AFTER_UNKNOWN``, off by default)."""
     monkeypatch.setattr(native_engine, "LEX_ANY_AFTER_UNKNOWN", lex_any)
-    samples = samples_for(name)
-    compiled = compiled_for(grammar_text(name), samples)
-    index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
-    for sentence in samples:
-        m = GrammarMatcher(compiled)
-        for b in sentence.encode("utf-8"):
-            assert_same(m)
-            assert m.accept_token(index[bytes([b])])
-        assert_same(m)
+    compiled = replay_samples_comparing_masks(name)
     assert deep_keys(compiled) > 0
 
 
@@ -65,7 +54,7 @@ def test_deep_keys_on_json_random_walks(always_deeper):
     for _ in range(8):
         m = GrammarMatcher(compiled)
         for _ in range(30):
-            assert_same(m)
+            assert_same_masks(m)
             ids = [int(t) for t in m.allowed_token_ids() if t not in eos]
             if not ids:
                 break
@@ -83,9 +72,9 @@ def test_deep_keys_with_post_lexers(always_deeper, kind, seed):
     text = postlex.program(kind, seed)
     m = GrammarMatcher(compiled)
     for t in postlex.tokenize(text.encode(), random.Random(seed)):
-        assert_same(m)
+        assert_same_masks(m)
         assert m.accept_token(t)
-    assert_same(m)
+    assert_same_masks(m)
     assert deep_keys(compiled) > 0
     postlex.compiled.cache_clear()
 

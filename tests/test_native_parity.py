@@ -105,9 +105,9 @@ def test_json_random_walk_parity(json_compiled, data):
     assert_same_masks(m)
 
 
-@pytest.mark.parametrize("name", sorted(GRAMMAR_SAMPLES))
-def test_tricky_grammar_parity_on_sample_prefixes(name):
-    """Every prefix of every sample sentence, fed as single bytes: masks agree."""
+def replay_samples_comparing_masks(name: str) -> CompiledGrammar:
+    """Every prefix of every sample sentence of grammar ``name``, fed as single bytes: the
+    native masks equal the reference ones. Returns the compiled grammar."""
     samples = samples_for(name)
     compiled = compiled_for(grammar_text(name), samples)
     index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
@@ -117,6 +117,13 @@ def test_tricky_grammar_parity_on_sample_prefixes(name):
             assert_same_masks(m)
             assert m.accept_token(index[bytes([b])]), (name, sentence, m.num_accepted_tokens)
         assert_same_masks(m)
+    return compiled
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMAR_SAMPLES))
+def test_tricky_grammar_parity_on_sample_prefixes(name):
+    """Every prefix of every sample sentence, fed as single bytes: masks agree."""
+    replay_samples_comparing_masks(name)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
