@@ -494,13 +494,17 @@ def regex_to_dfa(regex: str, *, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA
     build = _DIRECT.get(regex)
     dfa = build() if build is not None else None
     if dfa is not None:
-        if dfa.n_states > max_states:
-            raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
-                             f"(limit {max_states})")
-        dfa.transitions.setflags(write=False)
-        dfa.accepting.setflags(write=False)
-        return dfa
+        return _finished(regex, dfa, max_states)
     return _compile(regex, max_states)
+
+
+def _finished(regex: str, dfa: ByteDFA, max_states: int) -> ByteDFA:
+    """``dfa`` made read-only (it is cached and shared), or RegexError if it is too big."""
+    if dfa.n_states > max_states:
+        raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states (limit {max_states})")
+    dfa.transitions.setflags(write=False)
+    dfa.accepting.setflags(write=False)
+    return dfa
 
 
 def _compile(regex: str, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
@@ -521,12 +525,7 @@ def _compile(regex: str, max_states: int = DEFAULT_MAX_STATES) -> ByteDFA:
             other = _compile_parsed(regex, sre.SubPattern(parsed.state, items), max_states,
                                     False)
             dfa = _product(dfa, other, positive)
-        if dfa.n_states > max_states:
-            raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
-                             f"(limit {max_states})")
-        dfa.transitions.setflags(write=False)
-        dfa.accepting.setflags(write=False)
-        return dfa
+        return _finished(regex, dfa, max_states)
     _check_supported(regex, parsed)
     return _compile_parsed(regex, parsed, max_states, lazy)
 
@@ -558,8 +557,4 @@ def _compile_parsed(regex: str, parsed, max_states: int, lazy: bool) -> ByteDFA:
     dfa = _trim_and_minimize(rows, accepting, 0)
     if dfa.n_states > max_states:
         raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states (limit {max_states})")
-    if lazy:
-        dfa = _shortest_match(dfa)
-    dfa.transitions.setflags(write=False)
-    dfa.accepting.setflags(write=False)
-    return dfa
+    return _finished(regex, _shortest_match(dfa) if lazy else dfa, max_states)
