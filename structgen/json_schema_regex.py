@@ -24,6 +24,8 @@ import re
 from re import _constants as sre_c  # noqa: N813 - the stdlib's own regex parser
 from re import _parser as sre_parse
 
+from .regex_nfa import complement
+
 WS_CHARS = r"[ \t\n\r]"
 
 # One character of a JSON string in any spelling (one decoded code point).
@@ -460,7 +462,7 @@ def _python_syntax(pattern: str) -> str:
                 raise PatternError(f"Unicode property {m.group(2)!r}")
             ranges = _category_ranges(cat)
             if m.group(1) == "P":
-                ranges = _complement_ranges(ranges)
+                ranges = complement(ranges)
             body = "".join(re_class_char(chr(a)) if a == b else
                            re_class_char(chr(a)) + "-" + re_class_char(chr(b))
                            for a, b in ranges if not (0xD800 <= a and b <= 0xDFFF))
@@ -487,18 +489,6 @@ def _python_syntax(pattern: str) -> str:
             out.append(c)
         i += 1
     return "".join(out)
-
-
-def _complement_ranges(ranges) -> tuple[tuple[int, int], ...]:
-    out = []
-    cur = 0
-    for a, b in ranges:
-        if a > cur:
-            out.append((cur, a - 1))
-        cur = b + 1
-    if cur <= 0x10FFFF:
-        out.append((cur, 0x10FFFF))
-    return tuple(out)
 
 
 def pattern_body(pattern: str) -> str:
