@@ -51,7 +51,7 @@ class GrammarMatcher:
         self._backend = (NativeBackend(compiled_grammar)
                          if engine == "native" and not self._reference_only
                          else ReferenceBackend(compiled_grammar))
-        self._spec_cache: tuple | None = None  # (state, native spec, cache key)
+        self._spec_cache: tuple | None = None  # (state, native spec)
         # history[i] = (state, terminated) after i accepted tokens; chunks[i] = token i's bytes
         self._history: list[tuple[object, bool]] = [(self._backend.initial(), False)]
         self._chunks: list[bytes] = []
@@ -262,9 +262,8 @@ class GrammarMatcher:
             return None
         cached = self._spec_cache
         if cached is None or cached[0] is not state:
-            spec, key = self._backend.spec(state)
-            cached = self._spec_cache = (state, spec, key)
-        return self._masker.job(row, cached[1], cached[2])
+            cached = self._spec_cache = (state, self._backend.spec(state)[0])
+        return self._masker.job(row, cached[1])
 
     def _fill_fallback(self, arr: np.ndarray, index: int) -> None:
         """Reference fill: after the native engine declined (or for a terminated matcher)."""

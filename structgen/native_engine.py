@@ -196,51 +196,17 @@ class NativeMasker:
         return self._insert(key, self._build_entry(
             np.array([1, 1, state, 0, q, 0, 0], dtype=np.int32), partial=True, may_deepen=True))
 
-    def stack_entry(self, spec: np.ndarray, q: int) -> MaskEntry | None:
-        """The entry for a one-thread ``spec`` (see :meth:`spec_of`; its top state with lexer
-        state ``q``): the top-state key first, then keys knowing more of the stack while an
-        entry says ``deeper``. None if the engine could not classify (the caller then walks
-        the whole vocabulary)."""
-        depth = int(spec[1])
-        parent = None
-        for k in STACK_LEVELS:
-            if k >= depth:
-                return self._known_entry(spec, depth, q, partial=False, parent=parent)
-            if k == 1:
-                found = self.entry(int(spec[2 * depth]), q)
-            else:
-                found = self._known_entry(spec, k, q, partial=True, parent=parent)
-            if found is None or not found.deeper:
-                return found
-            parent = found
-        raise AssertionError("the last stack level never deepens")
+    def lookup(self, spec: np.ndarray) -> MaskEntry | None:
+        """The cache entry for the threads ``spec`` (see :meth:`spec_of`): each thread's top
+        state first, then its top 4, 16, 64 states (``STACK_LEVELS``) while an entry says
+        ``deeper``, then whole stacks. None if the engine could not classify (the caller then
+        walks the whole vocabulary).
 
-    def _known_entry(self, spec: np.ndarray, k: int, q: int, *, partial: bool,
-                     parent: MaskEntry | None) -> MaskEntry | None:
-        """Entry for the top ``k`` states of ``spec`` (``partial``) or the whole stack.
-
-        Knowing more of the stack only settles tokens the shallower ``parent`` left
-        uncertain (its accepted and rejected ones stay so), so when the parent kept its split
-        only its uncertain tokens are walked: a new deeper key costs about one fill."""
-        depth = int(spec[1])
-        known = spec[2 + 2 * (depth - k):2 + 2 * depth]
-        col = 0
-        if self._newline_alive is not None and q >= 0 and self._newline_alive[q]:
-            col = int(spec[-1])
-        key = (b"P" if partial else b"F") + known.tobytes() + np.array([q, col], np.int32).tobytes()
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        thread = np.concatenate([np.array([1, k], np.int32), known,
-                                 np.array([q, 0, col], np.int32)])
-        return self._insert(key, self._build_entry(
-            thread, partial=partial, may_deepen=partial and k < STACK_LEVELS[-1],
-            parent=parent))
-
-    def threads_entry(self, spec: np.ndarray) -> MaskEntry | None:
-        """The entry for a spec of several threads (lexing ambiguities: a string that may be
-        two, a comment that may belong to a line break) or with shadows: as
-        :meth:`stack_entry`, each thread knowing its top ``k`` states, then all of them."""
+        Knowing more of the stack only settles tokens the shallower ``parent`` left uncertain
+        (its accepted and rejected ones stay so), so when the parent kept its split only its
+        uncertain tokens are walked: a new deeper key costs about one fill. A key is the
+        truncated spec itself: known states with their indentation columns, lexer states,
+        shadows, and the column while some lexeme in progress may still be a line break."""
         threads = []
         pos = 1
         for _ in range(int(spec[0])):
@@ -263,12 +229,16 @@ class NativeMasker:
                 parts += [np.array([kk], np.int32), states[2 * (depth - kk):], tail]
             parts.append(np.array([col], np.int32))
             thread_spec = np.concatenate(parts)
-            key = (b"m" if partial else b"M") + thread_spec.tobytes()
-            found = self._cache.get(key)
-            if found is None:
-                found = self._insert(key, self._build_entry(
-                    thread_spec, partial=partial, may_deepen=partial and k < STACK_LEVELS[-1],
-                    parent=parent))
+            if partial and k == 1 and len(threads) == 1 and not thread_spec[3] \
+                    and len(thread_spec) == 7 and not col:
+                found = self.entry(int(thread_spec[2]), int(thread_spec[4]))  # (state, q) key
+            else:
+                key = (b"p" if partial else b"w") + thread_spec.tobytes()
+                found = self._cache.get(key)
+                if found is None:
+                    found = self._insert(key, self._build_entry(
+                        thread_spec, partial=partial,
+                        may_deepen=partial and k < STACK_LEVELS[-1], parent=parent))
             if found is None or not found.deeper:
                 return found
             parent = found
@@ -374,10 +344,9 @@ class NativeMasker:
         return built
 
     # --- masks ----------------------------------------------------------------------------
-    def job(self, row: int, spec: np.ndarray, key: tuple[int, int] | None) -> tuple:
+    def job(self, row: int, spec: np.ndarray) -> tuple:
         """What the native engine needs to fill ``row`` for threads ``spec``."""
-        entry = self.stack_entry(spec, key[1]) if key is not None else self.threads_entry(spec)
-        return (row, spec, entry)
+        return (row, spec, self.lookup(spec))
 
     def fill(self, bitmask: np.ndarray, jobs: list[tuple], num_threads: int = 1) -> list[int]:
         """Run jobs in one native call with the GIL released, on ``num_threads`` OpenMP threads;

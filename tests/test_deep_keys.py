@@ -98,8 +98,7 @@ def test_derived_split_equals_a_fresh_one(always_deeper):
                     break
                 known = spec[2 + 2 * (depth - k):2 + 2 * depth].copy()
                 thread = np.concatenate([[1, k], known, [key[1], 0, 0]]).astype(np.int32)
-                entry = masker._cache.get(b"P" + known.tobytes()
-                                          + np.array([key[1], 0], np.int32).tobytes())
+                entry = masker._cache.get(b"p" + thread.tobytes())
                 if k == 1 or entry is None or not entry.has_split:
                     continue
                 fresh = masker._build_entry(thread, partial=True, may_deepen=True)
@@ -118,3 +117,18 @@ def test_a_deeper_marker_is_never_filled():
     bitmask = np.zeros((1, compiled.native_masker.width), dtype=np.int32)
     with pytest.raises(ValueError, match="deeper"):
         compiled.native_masker.fill(bitmask, [(row, spec, native_engine._DEEPER)])
+
+
+def test_top_state_key_only_where_it_is_exact():
+    """The saved and precomputed (state, lexer state) entries are split with the top state's
+    indentation column 0 and column 0; a top _INDENT node opening column 2 must get a key of
+    its own, or a line break in the token would be measured against the wrong level."""
+    postlex.compiled.cache_clear()
+    compiled = postlex.compiled("indent")
+    m = GrammarMatcher(compiled)
+    assert m.accept_string("if:\n  ab")
+    spec, (top, q) = m._backend.spec(m._history[-1][0])
+    assert compiled.native_masker.indent_state[top] == 1 and spec[-4] == 2  # _INDENT, column 2
+    assert_same_masks(m)
+    assert (top, q) not in compiled.native_masker._cache
+    postlex.compiled.cache_clear()
