@@ -22,6 +22,7 @@ column after it.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ STACK_LEVELS = (1, 4, 16, 64)
 LEX_ANY_AFTER_UNKNOWN = False
 
 MaskEntry = _native.MaskEntry
+_INT32 = struct.Struct("=i").pack  # one int32 as the bytes numpy gives it
 
 
 class NativeMasker:
@@ -207,38 +209,45 @@ class NativeMasker:
         uncertain tokens are walked: a new deeper key costs about one fill. A key is the
         truncated spec itself: known states with their indentation columns, lexer states,
         shadows, and the column while some lexeme in progress may still be a line break."""
-        threads = []
+        levels, parent = STACK_LEVELS, None
+        vals = spec.tolist()
+        alive = self._newline_alive
+        if vals[0] == 1 and vals[1] > 1:  # the usual case first, without building keys
+            end = 2 + 2 * vals[1]
+            top, aux, q, nsh = vals[end - 2:end + 2]
+            if not nsh and not aux and not (  # no shadow, top column 0, column unused
+                    vals[-1] and q >= 0 and alive is not None and alive[q]):
+                found = self.entry(top, q)  # the (state, q) key: its spec exactly
+                if found is None or not found.deeper:
+                    return found
+                levels, parent = STACK_LEVELS[1:], found
+        raw = spec.tobytes()
+        threads = []  # (depth, states' int32 bytes, (q, shadows) int32 bytes)
         pos = 1
-        for _ in range(int(spec[0])):
-            depth = int(spec[pos])
-            end = pos + 1 + 2 * depth
-            nsh = int(spec[end + 1])
-            threads.append((depth, spec[pos + 1:end], spec[end:end + 2 + nsh]))
-            pos = end + 2 + nsh
-        deepest = max(depth for depth, _, _ in threads)
         col = 0
-        if self._newline_alive is not None and any(
-                tail[0] >= 0 and self._newline_alive[tail[0]] for _, _, tail in threads):
-            col = int(spec[-1])
-        parent = None
-        for k in STACK_LEVELS:
+        for _ in range(vals[0]):
+            depth = vals[pos]
+            end = pos + 1 + 2 * depth
+            q, nsh = vals[end], vals[end + 1]
+            threads.append((depth, raw[4 * (pos + 1):4 * end], raw[4 * end:4 * (end + 2 + nsh)]))
+            if q >= 0 and alive is not None and alive[q]:
+                col = vals[-1]
+            pos = end + 2 + nsh
+        deepest = max(thread[0] for thread in threads)
+        for k in levels:
             partial = k < deepest
-            parts = [np.array([len(threads)], np.int32)]
+            chunks = [_INT32(len(threads))]
             for depth, states, tail in threads:
                 kk = min(k, depth)
-                parts += [np.array([kk], np.int32), states[2 * (depth - kk):], tail]
-            parts.append(np.array([col], np.int32))
-            thread_spec = np.concatenate(parts)
-            if partial and k == 1 and len(threads) == 1 and not thread_spec[3] \
-                    and len(thread_spec) == 7 and not col:
-                found = self.entry(int(thread_spec[2]), int(thread_spec[4]))  # (state, q) key
-            else:
-                key = (b"p" if partial else b"w") + thread_spec.tobytes()
-                found = self._cache.get(key)
-                if found is None:
-                    found = self._insert(key, self._build_entry(
-                        thread_spec, partial=partial,
-                        may_deepen=partial and k < STACK_LEVELS[-1], parent=parent))
+                chunks += [_INT32(kk), states[8 * (depth - kk):], tail]
+            chunks.append(_INT32(col))
+            thread_spec = b"".join(chunks)  # the truncated spec, as int32 bytes
+            key = (b"p" if partial else b"w") + thread_spec
+            found = self._cache.get(key)
+            if found is None:
+                found = self._insert(key, self._build_entry(
+                    np.frombuffer(thread_spec, dtype=np.int32).copy(), partial=partial,
+                    may_deepen=partial and k < STACK_LEVELS[-1], parent=parent))
             if found is None or not found.deeper:
                 return found
             parent = found
