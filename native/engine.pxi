@@ -8,7 +8,7 @@
 # makes the outcome "uncertain" (decided later on the real stack).
 
 from libc.stdlib cimport malloc, realloc, free, calloc
-from libc.stdint cimport int8_t, uint8_t
+from libc.stdint cimport int8_t, uint8_t, INT32_MAX
 from cython.parallel cimport prange
 
 cdef enum:
@@ -428,6 +428,32 @@ cdef void tset_step(const Tables* g, Arena* a, const TSet* src, uint8_t b, TSet*
                     tset_add(dst, n2, r, sh, nsh, q2)
 
 
+cdef inline bint lexeme_step(const Tables* g, const TSet* src, uint8_t b,
+                             TSet* dst) noexcept nogil:
+    """tset_step's fast path: one thread, no shadow, in the middle of a lexeme that cannot end
+    before ``b`` (it has no winner, or ``b`` extends a winner to another): only the lexer
+    moves. False when the general step is needed. (Most of a walk inside strings, comments
+    and names is this step.)"""
+    cdef const Thread* th = &src.t[0]
+    cdef int32_t q2
+    if src.n != 1 or th.nsh != 0 or th.q < 0 or th.node == ANY_NODE:
+        return False
+    q2 = g.lex_trans[th.q * 256 + b]
+    if g.lex_winner[th.q] >= 0 and not (q2 >= 0 and g.lex_winner[q2] >= 0):
+        return False
+    dst.unk = 0
+    dst.overflow = 0
+    dst.col = column_after(g, src.col, b)
+    if q2 < 0:
+        dst.n = 0
+        return True
+    dst.n = 1
+    dst.t[0].node = th.node
+    dst.t[0].q = q2
+    dst.t[0].nsh = 0
+    return True
+
+
 cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept nogil:
     """1: its partial lexeme can end as a terminal the stack takes; 0: cannot; 2: unknown.
     (A partial newline lexeme may still end at any column: as whitespace inside brackets, or
@@ -457,39 +483,111 @@ cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept 
     return res
 
 
-cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp, int32_t n,
-              TSet* sets, uint8_t* unk, int32_t* marks, int8_t* memo, int32_t memo_node,
-              uint8_t* status, int32_t max_uncertain) noexcept nogil:
+# What a walk found: indices (into the walked sequence) of the tokens accepted and of those
+# uncertain, each uncertain one with its common prefix length with the one before.
+cdef struct Split:
+    int32_t* acc
+    int32_t n_acc
+    int32_t* unc
+    int32_t* unc_lcp
+    int32_t n_unc
+
+
+cdef int split_init(Split* out, int32_t n) noexcept nogil:
+    out.n_acc = 0
+    out.n_unc = 0
+    out.acc = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    out.unc = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    out.unc_lcp = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    return 0 if (out.acc != NULL and out.unc != NULL and out.unc_lcp != NULL) else -1
+
+
+cdef void split_free(Split* out) noexcept nogil:
+    free(out.acc)
+    free(out.unc)
+    free(out.unc_lcp)
+    out.acc = out.unc = out.unc_lcp = NULL
+
+
+cdef inline void split_uncertain(Split* out, int32_t k, int32_t lcp) noexcept nogil:
+    out.unc[out.n_unc] = k
+    out.unc_lcp[out.n_unc] = lcp
+    out.n_unc += 1
+
+
+cdef void next_shorter_prefix(const int32_t* lcp, int32_t n, int32_t* out) noexcept nogil:
+    """out[k]: the first k' > k with lcp[k'] < lcp[k] (n if none). Every token between k and
+    out[k] shares at least lcp[k] bytes with token k - 1: the walk jumps over a dead prefix's
+    tokens along this chain, one jump per child of the dead trie node."""
+    cdef int32_t k, j
+    cdef int32_t* stack = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    cdef int32_t top = 0
+    if stack == NULL:
+        for k in range(n):
+            out[k] = k + 1  # no jumps: one token at a time
+        return
+    for k in range(n):
+        while top > 0 and lcp[k] < lcp[stack[top - 1]]:
+            top -= 1
+            out[stack[top]] = k
+        stack[top] = k
+        top += 1
+    for j in range(top):
+        out[stack[j]] = n
+    free(stack)
+
+
+cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
+              const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
+              int8_t* memo, int32_t memo_node, Split* out,
+              int32_t max_uncertain) noexcept nogil:
     """Depth-first walk of tokens ``seq`` (trie order; ``lcp`` relative to the previous one).
 
-    ``sets[0]`` holds the starting threads. ``status[k]`` gets ST_ACCEPT, ST_REJECT or
-    ST_UNCERTAIN for token ``seq[k]``. Returns -1 if a thread set overflowed (caller falls back
+    ``sets[0]`` holds the starting threads. The indices ``k`` of tokens ``seq[k]`` accepted
+    and uncertain are appended to ``out`` (in increasing order; the rest are rejected), each
+    uncertain one with its common prefix length with the uncertain one before. ``skip`` (or
+    NULL) is ``next_shorter_prefix`` of ``lcp``: the tokens under a rejected prefix are then
+    jumped over rather than visited. Returns -1 if a thread set overflowed (caller falls back
     to the reference engine) or memory ran out, -2 as soon as more than ``max_uncertain``
     tokens are uncertain (when that is not negative).
     """
-    cdef int32_t k, i, common, depth, L, valid = 0, j, n_unc = 0
+    cdef int32_t k = 0, i, common, depth, L, valid = 0, j, n_unc = 0
+    cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
     cdef uint8_t dead_status = ST_REJECT
     cdef const uint8_t* tok
     cdef Thread* th
     unk[0] = sets[0].unk
     marks[0] = a.size
-    for k in range(n):
+    while k < n:
         i = seq[k]
         common = lcp[k]
+        if common < run_min:
+            run_min = common
         if common > valid:
-            status[k] = dead_status
-            if dead_status == ST_UNCERTAIN:
-                n_unc += 1
-                if max_uncertain >= 0 and n_unc > max_uncertain:
-                    return -2
+            if dead_status == ST_REJECT:
+                if skip != NULL:
+                    while k < n and lcp[k] > valid:
+                        if lcp[k] < run_min:
+                            run_min = lcp[k]
+                        k = skip[k]
+                else:
+                    k += 1
+                continue
+            split_uncertain(out, k, run_min)
+            run_min = INT32_MAX
+            n_unc += 1
+            if max_uncertain >= 0 and n_unc > max_uncertain:
+                return -2
+            k += 1
             continue
         a.size = marks[common]
         tok = g.tok_data + g.tok_off[i]
         L = <int32_t>(g.tok_off[i + 1] - g.tok_off[i])
         depth = common
         while depth < L:
-            tset_step(g, a, &sets[depth], tok[depth], &sets[depth + 1])
+            if not lexeme_step(g, &sets[depth], tok[depth], &sets[depth + 1]):
+                tset_step(g, a, &sets[depth], tok[depth], &sets[depth + 1])
             if sets[depth + 1].overflow or a.failed:
                 return -1
             unk[depth + 1] = unk[depth] | <uint8_t>sets[depth + 1].unk
@@ -515,23 +613,25 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 if v == 2:
                     best = 2
             if best == 1:
-                status[k] = ST_ACCEPT
+                out.acc[out.n_acc] = k
+                out.n_acc += 1
             elif best == 2 or unk[L]:
-                status[k] = ST_UNCERTAIN
+                split_uncertain(out, k, run_min)
+                run_min = INT32_MAX
                 n_unc += 1
                 if max_uncertain >= 0 and n_unc > max_uncertain:
                     return -2
-            else:
-                status[k] = ST_REJECT
             a.size = marks[L]
         else:
             valid = depth - 1
             dead_status = ST_UNCERTAIN if unk[depth] else ST_REJECT
-            status[k] = dead_status
             if dead_status == ST_UNCERTAIN:
+                split_uncertain(out, k, run_min)
+                run_min = INT32_MAX
                 n_unc += 1
                 if max_uncertain >= 0 and n_unc > max_uncertain:
                     return -2
+        k += 1
     return 0
 
 
@@ -545,6 +645,7 @@ cdef struct Job:
     int32_t n_acc_ids
     const int32_t* seq           # trie positions to walk on the real stack
     const int32_t* lcp
+    const int32_t* skip          # next_shorter_prefix of lcp, or NULL
     int32_t n_seq
     const int64_t* eos_ids
     int32_t n_eos
@@ -589,9 +690,10 @@ cdef int load_threads(Arena* a, const int32_t* spec, TSet* ts, bint partial) noe
 
 
 cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int32_t max_len,
-                        const int32_t* seq, const int32_t* lcp, int32_t n, uint8_t* status,
-                        bint* can_end, int32_t max_uncertain=-1) noexcept nogil:
-    """Set up scratch space, load the threads, walk ``seq``; optionally decide end of text."""
+                        const int32_t* seq, const int32_t* lcp, const int32_t* skip, int32_t n,
+                        Split* out, bint* can_end, int32_t max_uncertain=-1) noexcept nogil:
+    """Set up scratch space, load the threads, walk ``seq`` into ``out`` (buffers for ``n``
+    tokens); optionally decide end of text."""
     cdef Arena a
     cdef TSet* sets = NULL
     cdef uint8_t* unk = NULL
@@ -617,7 +719,7 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
                     memo_node = sets[0].t[0].node
             rc = 0
             if n > 0:
-                rc = walk(g, &a, seq, lcp, n, sets, unk, marks, memo, memo_node, status,
+                rc = walk(g, &a, seq, lcp, skip, n, sets, unk, marks, memo, memo_node, out,
                           max_uncertain)
     free(sets)
     free(unk)
@@ -630,7 +732,7 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
 cdef void run_job(const Tables* g, int32_t max_len, Job* job) noexcept nogil:
     cdef int32_t k
     cdef int64_t t
-    cdef uint8_t* status = NULL
+    cdef Split found
     cdef bint can_end = False
     if job.acc_bits != NULL:
         memcpy(job.row, job.acc_bits, job.acc_width * sizeof(uint32_t))
@@ -641,23 +743,38 @@ cdef void run_job(const Tables* g, int32_t max_len, Job* job) noexcept nogil:
         for k in range(job.n_acc_ids):
             t = job.acc_ids[k]
             job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
-    if job.n_seq > 0:
-        status = <uint8_t*>malloc(job.n_seq)
-        if status == NULL:
-            job.rc = -1
-            return
-    job.rc = walk_positions(g, job.spec, False, max_len, job.seq, job.lcp, job.n_seq, status,
-                            &can_end)
+    if split_init(&found, job.n_seq) < 0:
+        split_free(&found)
+        job.rc = -1
+        return
+    job.rc = walk_positions(g, job.spec, False, max_len, job.seq, job.lcp, job.skip, job.n_seq,
+                            &found, &can_end)
     if job.rc == 0:
-        for k in range(job.n_seq):
-            if status[k] == ST_ACCEPT:
-                t = g.tok_ids[job.seq[k]]
-                job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
+        for k in range(found.n_acc):
+            t = g.tok_ids[job.seq[found.acc[k]]]
+            job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
         if can_end:
             for k in range(job.n_eos):
                 t = job.eos_ids[k]
                 job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
-    free(status)
+    split_free(&found)
+
+
+cdef int split_key(const Tables* g, int32_t max_len, int32_t state, int32_t q,
+                   const int32_t* seq, const int32_t* lcp, const int32_t* skip, int32_t n,
+                   Split* out, int32_t max_uncertain) noexcept nogil:
+    """Walk the vocabulary for the top-state key (state, q) on a partial stack."""
+    cdef int32_t spec[7]
+    spec[0] = 1
+    spec[1] = 1
+    spec[2] = state
+    spec[3] = 0
+    spec[4] = q
+    spec[5] = 0
+    spec[6] = 0
+    if split_init(out, n) < 0:
+        return -1
+    return walk_positions(g, spec, True, max_len, seq, lcp, skip, n, out, NULL, max_uncertain)
 
 
 cdef class NativeEngine:
@@ -673,6 +790,7 @@ cdef class NativeEngine:
     cdef int32_t max_len
     cdef const int32_t* all_lcp
     cdef const int32_t* all_seq
+    cdef const int32_t* all_skip
     cdef int32_t _n_eos
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
@@ -749,6 +867,11 @@ cdef class NativeEngine:
         seq = np.arange(max(self._n_tokens, 1), dtype=np.int32)
         arrays["seq"] = seq
         self.all_seq = _i32(seq)
+        skip = np.zeros(max(self._n_tokens, 1), dtype=np.int32)
+        arrays["skip"] = skip
+        self.all_skip = _i32(skip)
+        with nogil:
+            next_shorter_prefix(self.all_lcp, self._n_tokens, <int32_t*>self.all_skip)
 
     @property
     def n_tokens(self):
@@ -770,8 +893,11 @@ cdef class NativeEngine:
         uncertain, and the answer is False."""
         cdef const int32_t* seq = self.all_seq
         cdef const int32_t* seq_lcp = self.all_lcp
+        cdef const int32_t* skip = self.all_skip
         cdef int32_t n = self._n_tokens
         cdef cnp.ndarray pos_arr, lcp_arr
+        cdef Split found
+        cdef int rc = -1
         if positions is not None:
             pos_arr = np.ascontiguousarray(positions, dtype=np.int32)
             lcp_arr = np.ascontiguousarray(lcp, dtype=np.int32)
@@ -782,22 +908,137 @@ cdef class NativeEngine:
             n = <int32_t>len(pos_arr)
             seq = _i32(pos_arr)
             seq_lcp = _i32(lcp_arr)
-        status = np.zeros(max(n, 1), dtype=np.uint8)
-        cdef uint8_t[::1] st = status
+            skip = NULL
         spec = np.ascontiguousarray(spec, dtype=np.int32)
         cdef int32_t[::1] sp = spec
-        cdef int rc
         with nogil:
-            rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, n,
-                                &st[0], NULL, max_uncertain)
-        if rc == -2:
-            return False
-        if rc < 0:
-            return None
-        status = status[:n]
-        accepted = np.flatnonzero(status == ST_ACCEPT).astype(np.int32)
-        uncertain = np.flatnonzero(status == ST_UNCERTAIN).astype(np.int32)
-        return accepted, uncertain
+            if split_init(&found, n) == 0:
+                rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, skip,
+                                    n, &found, NULL, max_uncertain)
+        try:
+            if rc == -2:
+                return False
+            if rc < 0:
+                return None
+            return (_copy_i32(found.acc, found.n_acc), _copy_i32(found.unc, found.n_unc))
+        finally:
+            split_free(&found)
+
+    def split(self, spec, bint partial, MaskEntry parent=None, *, int32_t width,
+              int32_t max_uncertain=-1, int32_t deepen_above=-1):
+        """The mask-cache entry for one thread ``spec`` (see ``fill_rows``) on a ``partial``
+        stack or a whole one: the vocabulary split into tokens accepted, rejected and
+        uncertain, with the accepted ones as a bitmask row of ``width`` words or, when
+        smaller, as sorted ids. Given a ``parent`` entry that holds its split (the same
+        thread with less of the stack known), only its uncertain tokens are walked and its
+        accepted ones are kept. The entry is marked ``deeper`` when more than
+        ``deepen_above`` (when not negative) tokens are uncertain. Returns False when more
+        than ``max_uncertain`` are (the walk stops there), None on overflow."""
+        cdef const int32_t* seq = self.all_seq
+        cdef const int32_t* seq_lcp = self.all_lcp
+        cdef const int32_t* skip = self.all_skip
+        cdef int32_t n = self._n_tokens
+        cdef Split found
+        cdef int rc = -1
+        if parent is not None:
+            if not parent.has_split:
+                raise ValueError("a bare 'deeper' marker holds no split to refine")
+            seq, seq_lcp, skip, n = parent.seq, parent.lcp, NULL, parent.n_seq
+        spec = np.ascontiguousarray(spec, dtype=np.int32)
+        cdef int32_t[::1] sp = spec
+        with nogil:
+            if split_init(&found, n) == 0:
+                rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, skip,
+                                    n, &found, NULL, max_uncertain)
+        try:
+            if rc == -2:
+                return False
+            if rc < 0:
+                return None
+            return self._entry(&found, seq, parent, width, deepen_above)
+        finally:
+            split_free(&found)
+
+    def split_many(self, states, qs, *, int32_t width, int32_t max_uncertain=-1,
+                   int32_t deepen_above=-1, int num_threads=1):
+        """``split`` for many top-state keys (parser state, lexer state) on partial stacks at
+        once, the walks run on ``num_threads`` OpenMP threads with the GIL released: a list
+        of entries, False or None, one per key (what ``precompute`` builds)."""
+        cdef cnp.ndarray st = np.ascontiguousarray(states, dtype=np.int32)
+        cdef cnp.ndarray qa = np.ascontiguousarray(qs, dtype=np.int32)
+        cdef Py_ssize_t n = len(st), i
+        if len(qa) != n:
+            raise ValueError("states and lexer states differ in length")
+        cdef const int32_t* sp = _i32(st)
+        cdef const int32_t* qp = _i32(qa)
+        cdef Split* found = <Split*>calloc(max(n, 1), sizeof(Split))
+        cdef int* rcs = <int*>calloc(max(n, 1), sizeof(int))
+        if found == NULL or rcs == NULL:
+            free(found)
+            free(rcs)
+            raise MemoryError()
+        try:
+            with nogil:
+                for i in prange(n, num_threads=max(num_threads, 1), schedule="dynamic",
+                                chunksize=1):
+                    rcs[i] = split_key(&self.g, self.max_len, sp[i], qp[i], self.all_seq,
+                                       self.all_lcp, self.all_skip, self._n_tokens, &found[i],
+                                       max_uncertain)
+            out = []
+            for i in range(n):
+                if rcs[i] == -2:
+                    out.append(False)
+                elif rcs[i] < 0:
+                    out.append(None)
+                else:
+                    out.append(self._entry(&found[i], self.all_seq, None, width, deepen_above))
+            return out
+        finally:
+            for i in range(n):
+                split_free(&found[i])
+            free(found)
+            free(rcs)
+
+    cdef MaskEntry _entry(self, const Split* found, const int32_t* seq, MaskEntry parent,
+                          int32_t width, int32_t deepen_above):
+        """A MaskEntry from a walk over ``seq`` (and the accepted tokens of ``parent``)."""
+        cdef int32_t k, n_par = 0
+        cdef int64_t t
+        cdef cnp.ndarray bits = None, ids = None, pos, lcp
+        cdef uint32_t* row
+        cdef int64_t* idp
+        cdef int32_t* pp
+        if parent is not None and parent.acc_bits != NULL:
+            bits = parent.accepted_bits.copy()
+        elif parent is not None:
+            n_par = parent.n_acc_ids
+        if bits is None and (<int64_t>n_par + found.n_acc) * 8 < <int64_t>width * 4:
+            ids = np.empty(n_par + found.n_acc, dtype=np.int64)
+            idp = <int64_t*>cnp.PyArray_DATA(ids)
+            for k in range(n_par):
+                idp[k] = parent.acc_ids[k]
+            for k in range(found.n_acc):
+                idp[n_par + k] = self.g.tok_ids[seq[found.acc[k]]]
+            ids.sort()
+        else:
+            if bits is None:
+                bits = np.zeros(width, dtype=np.int32)
+            row = <uint32_t*>cnp.PyArray_DATA(bits)
+            for k in range(n_par):
+                t = parent.acc_ids[k]
+                row[t >> 5] |= (<uint32_t>1) << (t & 31)
+            for k in range(found.n_acc):
+                t = self.g.tok_ids[seq[found.acc[k]]]
+                if t >= <int64_t>width * 32:
+                    raise ValueError("token id outside the bitmask width")
+                row[t >> 5] |= (<uint32_t>1) << (t & 31)
+        pos = np.empty(found.n_unc, dtype=np.int32)
+        pp = <int32_t*>cnp.PyArray_DATA(pos)
+        for k in range(found.n_unc):
+            pp[k] = seq[found.unc[k]]
+        lcp = _copy_i32(found.unc_lcp, found.n_unc)
+        return MaskEntry(bits, ids, pos, lcp,
+                         deeper=deepen_above >= 0 and found.n_unc > deepen_above)
 
     def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
         """Fill bitmask rows, releasing the GIL for all the work (callers may run several
@@ -835,6 +1076,7 @@ cdef class NativeEngine:
                 if job[2] is None:
                     cj[i].seq = self.all_seq
                     cj[i].lcp = self.all_lcp
+                    cj[i].skip = self.all_skip
                     cj[i].n_seq = self._n_tokens
                 else:
                     entry = <MaskEntry?>job[2]
@@ -925,6 +1167,13 @@ cdef class MaskEntry:
     def nbytes(self):
         acc = self.accepted_bits if self.accepted_bits is not None else self.accepted_ids
         return int(acc.nbytes + self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes) + 200
+
+
+cdef cnp.ndarray _copy_i32(const int32_t* src, int32_t n):
+    out = np.empty(n, dtype=np.int32)
+    if n > 0:
+        memcpy(cnp.PyArray_DATA(out), src, n * sizeof(int32_t))
+    return out
 
 
 cdef inline const int32_t* _i32(cnp.ndarray arr):

@@ -25,7 +25,6 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -285,50 +284,21 @@ class NativeMasker:
         for one thread; a key left with too many uncertain tokens becomes ``deeper``, and one
         with more than a quarter of the vocabulary uncertain a bare ``deeper`` marker (walking
         that many costs about as much as a fresh split, so they are not kept)."""
-        derived = parent is not None and parent.has_split
         # past this many uncertain tokens the split is not kept: stop walking there
         limit = len(self.trie_ids) // 4 if may_deepen else -1
-        if derived:
-            seq, seq_lcp = parent.uncertain_pos, parent.uncertain_lcp
-            split = self.engine.classify_spec(thread, partial, seq, seq_lcp, limit)
-        else:
-            seq, seq_lcp = None, self.trie_lcp
-            split = self.engine.classify_spec(thread, partial, max_uncertain=limit)
-        if split is False:
-            return _DEEPER
-        if split is None:
-            return None
-        accepted_idx, uncertain_idx = split
-        accepted_pos = accepted_idx if seq is None else seq[accepted_idx]
-        uncertain_pos = uncertain_idx if seq is None else seq[uncertain_idx]
-        new_ids = self.trie_ids[accepted_pos]
-        if derived and parent.accepted_bits is not None:
-            bits, id_list = parent.accepted_bits.copy(), None
-            _native.fill_bitmask_from_ids(bits, new_ids, clear=False)
-        else:
-            if derived and len(parent.accepted_ids):
-                new_ids = np.concatenate([parent.accepted_ids, new_ids])
-            if new_ids.nbytes < self.width * 4:
-                bits, id_list = None, np.sort(new_ids)
-            else:
-                bits, id_list = np.zeros(self.width, dtype=np.int32), None
-                _native.fill_bitmask_from_ids(bits, new_ids)
-        # each uncertain token's common prefix with the one before: the least lcp between them
-        if len(uncertain_idx):
-            mins = np.minimum.reduceat(np.append(seq_lcp, 0), uncertain_idx + 1)[:-1]
-            ulcp = np.concatenate([[0], mins]).astype(np.int32)
-        else:
-            ulcp = np.zeros(0, dtype=np.int32)
-        uncertain_pos = uncertain_pos.astype(np.int32)
-        if may_deepen and len(uncertain_pos) > MAX_UNCERTAIN:
-            return MaskEntry(bits, id_list, uncertain_pos, ulcp, deeper=True)
-        return MaskEntry(bits, id_list, uncertain_pos, ulcp)
+        built = self.engine.split(
+            thread, partial, parent if parent is not None and parent.has_split else None,
+            width=self.width, max_uncertain=limit,
+            deepen_above=MAX_UNCERTAIN if may_deepen else -1)
+        return _DEEPER if built is False else built
 
     def precompute(self, progress=None, num_threads: int | None = None) -> int:
         """Fill the cache for every (parser state, lexer state) pair; returns entries built.
 
-        The walks release the GIL, so ``num_threads`` (default: every core) build entries at
-        once; ``progress(done, total)`` is called from the calling thread."""
+        The walks run natively on ``num_threads`` (default: every core) OpenMP threads with
+        the GIL released, a chunk of keys at a time; a key that leaves more than
+        ``MAX_UNCERTAIN`` tokens uncertain gets a bare ``deeper`` marker (its walk stops
+        there). ``progress(done, total)`` is called after each chunk."""
         keys = [(self.start_state, -1)]
         for s in range(self.n_states):
             ctx = int(self.state_context[s])
@@ -337,19 +307,21 @@ class NativeMasker:
             keys.extend((s, base + k) for k in range(self.context_sizes[ctx])
                         if not final_only[k])  # settled away after every token
 
-        def build(key: tuple[int, int]) -> bool:
-            found = self.entry(*key)
-            if found is not None and found.deeper and found.has_split:
-                self.put(*key, _DEEPER)  # keep the marker, drop the split
-            return found is not None
-
+        todo = [key for key in keys if key not in self._cache]
         workers = max(1, min(num_threads or os.cpu_count() or 1, 32))
-        built = 0
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for i, ok in enumerate(pool.map(build, keys, chunksize=64)):
-                built += ok
-                if progress is not None:
-                    progress(i + 1, len(keys))
+        built = len(keys) - len(todo)
+        chunk = 64 * workers
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            found = self.engine.split_many(
+                [s for s, _ in part], [q for _, q in part], width=self.width,
+                max_uncertain=MAX_UNCERTAIN, deepen_above=MAX_UNCERTAIN, num_threads=workers)
+            for key, entry in zip(part, found, strict=True):
+                if entry is not None:
+                    self._insert(key, _DEEPER if entry is False else entry)
+                    built += 1
+            if progress is not None:
+                progress(len(keys) - len(todo) + i + len(part), len(keys))
         return built
 
     # --- masks ----------------------------------------------------------------------------
