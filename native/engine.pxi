@@ -20,6 +20,7 @@ cdef enum:
     ST_REJECT = 0
     ST_ACCEPT = 1
     ST_UNCERTAIN = 2
+    MEMO_MIN_TOKENS = 1024  # walks this long memoize thread viability
 
 
 cdef struct Thread:
@@ -41,9 +42,20 @@ cdef struct Arena:
     int32_t* state
     int32_t* parent
     int32_t* aux             # the column of an _INDENT node (PythonIndenter), else 0
+    int32_t* birth           # when the node was pushed (slots are reused as a walk backs up)
+    int32_t clock
     int32_t size
     int32_t cap
     int32_t failed
+
+
+# Viability of the (node, lexer state) pairs a walk meets, one slot per lexer state: the node
+# it was computed for, that node's birth (telling it from a later node in the same arena slot),
+# and the answer. Tokens under one trie prefix end on the same few nodes, so most lookups hit.
+cdef struct Memo:
+    int32_t* node
+    int32_t* birth
+    int8_t* value
 
 
 cdef struct Tables:
@@ -86,19 +98,24 @@ cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
     a.state = <int32_t*>malloc(cap * sizeof(int32_t))
     a.parent = <int32_t*>malloc(cap * sizeof(int32_t))
     a.aux = <int32_t*>malloc(cap * sizeof(int32_t))
+    a.birth = <int32_t*>malloc(cap * sizeof(int32_t))
+    a.clock = 0
     a.size = 0
     a.cap = cap
     a.failed = 0
-    return 0 if (a.state != NULL and a.parent != NULL and a.aux != NULL) else -1
+    return 0 if (a.state != NULL and a.parent != NULL and a.aux != NULL
+                 and a.birth != NULL) else -1
 
 
 cdef void arena_free(Arena* a) noexcept nogil:
     free(a.state)
     free(a.parent)
     free(a.aux)
+    free(a.birth)
     a.state = NULL
     a.parent = NULL
     a.aux = NULL
+    a.birth = NULL
 
 
 cdef inline int32_t arena_push(Arena* a, int32_t state, int32_t parent) noexcept nogil:
@@ -120,10 +137,17 @@ cdef inline int32_t arena_push(Arena* a, int32_t state, int32_t parent) noexcept
             a.failed = 1
             return -1
         a.aux = p
+        p = <int32_t*>realloc(a.birth, 2 * a.cap * sizeof(int32_t))
+        if p == NULL:
+            a.failed = 1
+            return -1
+        a.birth = p
         a.cap *= 2
     a.state[a.size] = state
     a.parent[a.size] = parent
     a.aux[a.size] = 0
+    a.clock += 1
+    a.birth[a.size] = a.clock
     a.size += 1
     return a.size - 1
 
@@ -539,7 +563,7 @@ cdef void next_shorter_prefix(const int32_t* lcp, int32_t n, int32_t* out) noexc
 
 cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
               const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
-              int8_t* memo, int32_t memo_node, Split* out,
+              Memo* memo, Split* out,
               int32_t max_uncertain) noexcept nogil:
     """Depth-first walk of tokens ``seq`` (trie order; ``lcp`` relative to the previous one).
 
@@ -600,11 +624,14 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             best = 0
             for j in range(sets[L].n):
                 th = &sets[L].t[j]
-                if memo != NULL and th.node == memo_node and th.q >= 0:
-                    v = memo[th.q]
-                    if v < 0:
+                if memo != NULL and th.q >= 0 and th.node >= 0:
+                    if memo.node[th.q] == th.node and memo.birth[th.q] == a.birth[th.node]:
+                        v = memo.value[th.q]
+                    else:
                         v = thread_viability(g, a, th)
-                        memo[th.q] = <int8_t>v
+                        memo.node[th.q] = th.node
+                        memo.birth[th.q] = a.birth[th.node]
+                        memo.value[th.q] = <int8_t>v
                 else:
                     v = thread_viability(g, a, th)
                 if v == 1:
@@ -641,7 +668,7 @@ cdef struct Job:
     const int32_t* spec          # starting threads (see NativeEngine.fill_rows)
     const uint32_t* acc_bits     # accepted tokens as a bitmask row, or NULL
     int32_t acc_width            # words in acc_bits (the row may be wider)
-    const int64_t* acc_ids       # ... or as sorted ids
+    const int64_t* acc_ids       # ... and (or only) as sorted ids
     int32_t n_acc_ids
     const int32_t* seq           # trie positions to walk on the real stack
     const int32_t* lcp
@@ -698,9 +725,19 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
     cdef TSet* sets = NULL
     cdef uint8_t* unk = NULL
     cdef int32_t* marks = NULL
-    cdef int8_t* memo = NULL
-    cdef int32_t j, memo_node = -1
+    cdef Memo memo
+    cdef Memo* use_memo = NULL
     cdef int rc = -1
+    # a memo pays for its setup (a slot per lexer state) only on long walks
+    memo.node = memo.birth = NULL
+    memo.value = NULL
+    if n >= MEMO_MIN_TOKENS:
+        memo.node = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
+        memo.birth = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
+        memo.value = <int8_t*>malloc(g.n_lex_states * sizeof(int8_t))
+        if memo.node != NULL and memo.birth != NULL and memo.value != NULL:
+            memset(memo.node, 0xFF, g.n_lex_states * sizeof(int32_t))  # -1: no node
+            use_memo = &memo
     if arena_init(&a, 1024) < 0:
         arena_free(&a)
         return -1
@@ -711,20 +748,16 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
         if load_threads(&a, spec, &sets[0], partial) == 0:
             if can_end != NULL:
                 can_end[0] = tset_can_end(g, &a, &sets[0])
-            if sets[0].n == 1 and sets[0].t[0].nsh == 0:
-                memo = <int8_t*>malloc(g.n_lex_states * sizeof(int8_t))
-                if memo != NULL:
-                    for j in range(g.n_lex_states):
-                        memo[j] = -1
-                    memo_node = sets[0].t[0].node
             rc = 0
             if n > 0:
-                rc = walk(g, &a, seq, lcp, skip, n, sets, unk, marks, memo, memo_node, out,
+                rc = walk(g, &a, seq, lcp, skip, n, sets, unk, marks, use_memo, out,
                           max_uncertain)
     free(sets)
     free(unk)
     free(marks)
-    free(memo)
+    free(memo.node)
+    free(memo.birth)
+    free(memo.value)
     arena_free(&a)
     return rc
 
@@ -740,9 +773,9 @@ cdef void run_job(const Tables* g, int32_t max_len, Job* job) noexcept nogil:
             memset(job.row + job.acc_width, 0, (job.width - job.acc_width) * sizeof(uint32_t))
     else:
         memset(job.row, 0, job.width * sizeof(uint32_t))
-        for k in range(job.n_acc_ids):
-            t = job.acc_ids[k]
-            job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
+    for k in range(job.n_acc_ids):
+        t = job.acc_ids[k]
+        job.row[t >> 5] |= (<uint32_t>1) << (t & 31)
     if split_init(&found, job.n_seq) < 0:
         split_free(&found)
         job.rc = -1
@@ -1001,18 +1034,22 @@ cdef class NativeEngine:
 
     cdef MaskEntry _entry(self, const Split* found, const int32_t* seq, MaskEntry parent,
                           int32_t width, int32_t deepen_above):
-        """A MaskEntry from a walk over ``seq`` (and the accepted tokens of ``parent``)."""
+        """A MaskEntry from a walk over ``seq`` and the accepted tokens of ``parent``: its
+        bitmask row is shared, not copied (a deeper key adds few ids to it), unless the ids
+        would outgrow a row of their own."""
         cdef int32_t k, n_par = 0
         cdef int64_t t
         cdef cnp.ndarray bits = None, ids = None, pos, lcp
         cdef uint32_t* row
         cdef int64_t* idp
         cdef int32_t* pp
-        if parent is not None and parent.acc_bits != NULL:
-            bits = parent.accepted_bits.copy()
-        elif parent is not None:
+        cdef bint shared = False
+        if parent is not None:
             n_par = parent.n_acc_ids
-        if bits is None and (<int64_t>n_par + found.n_acc) * 8 < <int64_t>width * 4:
+            if parent.acc_bits != NULL:
+                bits = parent.accepted_bits
+                shared = True
+        if (<int64_t>n_par + found.n_acc) * 8 < <int64_t>width * 4:
             ids = np.empty(n_par + found.n_acc, dtype=np.int64)
             idp = <int64_t*>cnp.PyArray_DATA(ids)
             for k in range(n_par):
@@ -1021,8 +1058,8 @@ cdef class NativeEngine:
                 idp[n_par + k] = self.g.tok_ids[seq[found.acc[k]]]
             ids.sort()
         else:
-            if bits is None:
-                bits = np.zeros(width, dtype=np.int32)
+            bits = np.zeros(width, dtype=np.int32) if bits is None else bits.copy()
+            shared = False
             row = <uint32_t*>cnp.PyArray_DATA(bits)
             for k in range(n_par):
                 t = parent.acc_ids[k]
@@ -1038,7 +1075,8 @@ cdef class NativeEngine:
             pp[k] = seq[found.unc[k]]
         lcp = _copy_i32(found.unc_lcp, found.n_unc)
         return MaskEntry(bits, ids, pos, lcp,
-                         deeper=deepen_above >= 0 and found.n_unc > deepen_above)
+                         deeper=deepen_above >= 0 and found.n_unc > deepen_above,
+                         shared_bits=shared)
 
     def fill_rows(self, int32_t[:, ::1] bitmask, list jobs, int num_threads=1):
         """Fill bitmask rows, releasing the GIL for all the work (callers may run several
@@ -1105,9 +1143,10 @@ cdef class NativeEngine:
 
 
 cdef class MaskEntry:
-    """One mask-cache entry: tokens certainly accepted (a bitmask row, or sorted ids when that
-    is smaller) and the trie positions still to check on the real stack, with their common
-    prefix lengths. Immutable; holds raw pointers into its own arrays for the fill loop.
+    """One mask-cache entry: tokens certainly accepted (a bitmask row, sorted ids, or both: a
+    deeper key's entry shares its parent's row and adds ids) and the trie positions still to
+    check on the real stack, with their common prefix lengths. Immutable; holds raw pointers
+    into its own arrays for the fill loop.
 
     ``deeper=True`` marks a key whose split left too many tokens uncertain: it holds no
     tokens, and the lookup goes on to a key with more of the stack known."""
@@ -1117,6 +1156,7 @@ cdef class MaskEntry:
     cdef readonly object uncertain_pos
     cdef readonly object uncertain_lcp
     cdef readonly bint deeper
+    cdef readonly bint shared_bits
     cdef const uint32_t* acc_bits
     cdef const int64_t* acc_ids
     cdef int32_t n_acc_ids
@@ -1126,9 +1166,10 @@ cdef class MaskEntry:
     cdef int32_t width
 
     def __init__(self, accepted_bits, accepted_ids, uncertain_pos, uncertain_lcp,
-                 bint deeper=False):
+                 bint deeper=False, bint shared_bits=False):
         cdef cnp.ndarray arr
         self.deeper = deeper
+        self.shared_bits = shared_bits and accepted_bits is not None
         self.accepted_bits = None if accepted_bits is None else np.ascontiguousarray(accepted_bits, dtype=np.int32)
         self.accepted_ids = None if accepted_ids is None else np.ascontiguousarray(accepted_ids, dtype=np.int64)
         self.uncertain_pos = np.ascontiguousarray(uncertain_pos, dtype=np.int32)
@@ -1139,7 +1180,7 @@ cdef class MaskEntry:
             arr = self.accepted_bits
             self.acc_bits = <const uint32_t*>cnp.PyArray_DATA(arr)
             self.width = len(self.accepted_bits)
-        elif self.accepted_ids is not None and len(self.accepted_ids):
+        if self.accepted_ids is not None and len(self.accepted_ids):
             arr = self.accepted_ids
             self.acc_ids = <const int64_t*>cnp.PyArray_DATA(arr)
             self.n_acc_ids = len(self.accepted_ids)
@@ -1158,15 +1199,21 @@ cdef class MaskEntry:
 
     def accepted_token_ids(self):
         """The certainly accepted token ids, sorted (int64)."""
+        ids = self.accepted_ids if self.accepted_ids is not None else np.zeros(0, np.int64)
         if self.accepted_bits is not None:
             bits = np.unpackbits(self.accepted_bits.view(np.uint8), bitorder="little")
-            return np.flatnonzero(bits).astype(np.int64)
-        return self.accepted_ids
+            return np.union1d(np.flatnonzero(bits), ids).astype(np.int64)
+        return ids
 
     @property
     def nbytes(self):
-        acc = self.accepted_bits if self.accepted_bits is not None else self.accepted_ids
-        return int(acc.nbytes + self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes) + 200
+        """Bytes this entry holds (a row shared with its parent is the parent's)."""
+        own = self.uncertain_pos.nbytes + self.uncertain_lcp.nbytes + 200
+        if self.accepted_ids is not None:
+            own += self.accepted_ids.nbytes
+        if self.accepted_bits is not None and not self.shared_bits:
+            own += self.accepted_bits.nbytes
+        return int(own)
 
 
 cdef cnp.ndarray _copy_i32(const int32_t* src, int32_t n):

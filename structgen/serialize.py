@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _native
 from .errors import SerializationError
 
 FORMAT = "structgen-compiled-grammar"
@@ -57,7 +58,10 @@ def save_compiled(compiled, path: str | Path) -> None:
             acc_parts.append(np.zeros(0, np.int64))
         elif entry.accepted_bits is not None:
             kinds.append(0)
-            acc_parts.append(entry.accepted_bits.view(np.int32).astype(np.int64))
+            bits = entry.accepted_bits.copy()
+            if entry.accepted_ids is not None and len(entry.accepted_ids):
+                _native.fill_bitmask_from_ids(bits, entry.accepted_ids, clear=False)
+            acc_parts.append(bits.view(np.int32).astype(np.int64))
         else:
             kinds.append(1)
             acc_parts.append(entry.accepted_ids)
