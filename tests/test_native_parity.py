@@ -73,8 +73,8 @@ def samples_for(name: str) -> list[str]:
     return [s for s in found if s.strip() and lark_accepts(short, s.encode("utf-8"))][:6]
 
 
-def compiled_for(text: str, samples: list[str]) -> CompiledGrammar:
-    return GrammarCompiler(small_vocab(samples)).compile_grammar(text)
+def compiled_for(text: str, samples: list[str], info: TokenizerInfo | None = None) -> CompiledGrammar:
+    return GrammarCompiler(info or small_vocab(samples)).compile_grammar(text)
 
 
 def assert_same_masks(matcher: GrammarMatcher) -> None:
@@ -105,11 +105,12 @@ def test_json_random_walk_parity(json_compiled, data):
     assert_same_masks(m)
 
 
-def replay_samples_comparing_masks(name: str) -> CompiledGrammar:
+def replay_samples_comparing_masks(name: str, vocab=small_vocab) -> CompiledGrammar:
     """Every prefix of every sample sentence of grammar ``name``, fed as single bytes: the
-    native masks equal the reference ones. Returns the compiled grammar."""
+    native masks equal the reference ones (with the tokenizer ``vocab(samples)``). Returns
+    the compiled grammar."""
     samples = samples_for(name)
-    compiled = compiled_for(grammar_text(name), samples)
+    compiled = compiled_for(grammar_text(name), samples, vocab(samples))
     index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
     for sentence in samples:
         m = GrammarMatcher(compiled)
