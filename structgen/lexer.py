@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _native
 from .errors import GrammarError
 from .grammar import Grammar
 from .postlex import NewlineSemicolons, PythonIndenter
@@ -184,9 +185,10 @@ class LexerContexts:
         return first[by_byte], rank[inverse.reshape(-1)]
 
     def _build(self, terms: tuple[int, ...]) -> ContextDFA:
-        """The product DFA of ``terms`` (breadth-first from the start). A combined state is
-        the vector of the terminals' global states (0 where a terminal died); bytes with the
-        same successor vector are handled once."""
+        """The product DFA of ``terms`` (breadth-first from the start, natively; the twin is
+        :func:`_product_python`). A combined state is the vector of the terminals'
+        global states (0 where a terminal died); bytes with the same successor vector are
+        handled once."""
         table, accepting, offsets = self._all_terminals_table()
         n_terms = self.grammar.n_terminals
         starts = []
@@ -195,55 +197,66 @@ class LexerContexts:
             alive = d.n_states and ((d.transitions[0] >= 0).any() or d.accepting[0])
             starts.append(int(offsets[t]) if alive else 0)
         start = np.array(starts, dtype=np.int32)
-        index = {start.tobytes(): 0}
-        order = [start]
-        rows: dict[int, np.ndarray] = {}
-        frontier = [0]
         rep, class_of = self._byte_classes(terms)
-        n_classes = len(rep)
-        while frontier:  # breadth first, a batch of states per numpy step
-            batch, frontier = frontier[:_BATCH], frontier[_BATCH:]
-            vecs = np.stack([order[i] for i in batch])  # [B, k]
-            cols = table[vecs][:, :, rep].transpose(0, 2, 1).reshape(
-                len(batch) * n_classes, len(terms))
-            uniq, first, inverse = _unique_rows(cols)
-            targets = np.full(len(uniq), -1, dtype=np.int32)
-            live = uniq.any(axis=1)  # rows where every terminal died are the dead state
-            for u in np.argsort(first):  # number new states in byte order, as a plain BFS would
-                if not live[u]:
-                    continue
-                vec = uniq[u]
-                key = vec.tobytes()
-                j = index.get(key)
-                if j is None:
-                    j = len(order)
-                    if j >= MAX_CONTEXT_STATES:
-                        raise GrammarError(
-                            f"the lexer for terminals {[self.grammar.terminals[t].name for t in terms]} "
-                            f"needs over {MAX_CONTEXT_STATES} states; simplify overlapping terminals")
-                    index[key] = j
-                    order.append(vec)
-                    frontier.append(j)
-                targets[u] = j
-            block = targets[inverse.reshape(-1)].reshape(len(batch), n_classes)[:, class_of]
-            for i, state in enumerate(batch):
-                rows[state] = block[i]
-        transitions = np.stack([rows[i] for i in range(len(order))]).astype(np.int32)
-        states = np.stack(order)  # [n_states, k]
+        built = _native.product_dfa(table, rep, class_of, start, MAX_CONTEXT_STATES)
+        if built is None:
+            raise GrammarError(
+                f"the lexer for terminals {[self.grammar.terminals[t].name for t in terms]} "
+                f"needs over {MAX_CONTEXT_STATES} states; simplify overlapping terminals")
+        states, transitions = built
         term_ids = np.array(terms, dtype=np.int64)
         live = states > 0
         matched = accepting[states] & live
-        winner = np.full(len(order), -1, dtype=np.int32)
+        winner = np.full(len(states), -1, dtype=np.int32)
         # the winner is the matched terminal that comes first in Lark's order
         by_rank = np.empty(len(terms), dtype=np.int64)
         by_rank[sorted(range(len(terms)), key=lambda i: self._order[terms[i]])] = \
             np.arange(len(terms))
-        for i in np.flatnonzero(matched.any(axis=1)):
-            cands = np.flatnonzero(matched[i])
-            winner[i] = term_ids[cands[np.argmin(by_rank[cands])]]
-        alive = np.zeros((len(order), n_terms), dtype=bool)
+        some = matched.any(axis=1)
+        if some.any():
+            first = np.where(matched[some], by_rank, len(terms)).argmin(axis=1)
+            winner[some] = term_ids[first]
+        alive = np.zeros((len(states), n_terms), dtype=bool)
         if len(terms):
             alive[:, term_ids] = live
         final_only = (winner >= 0) & (transitions < 0).all(axis=1)
         return ContextDFA(terminals=terms, transitions=transitions, winner=winner, alive=alive,
                           final_only=final_only)
+
+
+def _product_python(table: np.ndarray, rep: np.ndarray, class_of: np.ndarray, start: np.ndarray,
+                    max_states: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Python twin of ``_native.product_dfa``: the product states (int32 [n, k]) and their
+    transitions (int32 [n, 256], -1 dead), breadth first with successors in byte order; None
+    past ``max_states`` states. A batch of states is expanded per numpy step."""
+    index = {start.tobytes(): 0}
+    order = [start]
+    rows: dict[int, np.ndarray] = {}
+    frontier = [0]
+    n_classes, k = len(rep), len(start)
+    while frontier:
+        batch, frontier = frontier[:_BATCH], frontier[_BATCH:]
+        vecs = np.stack([order[i] for i in batch])  # [B, k]
+        cols = table[vecs][:, :, rep].transpose(0, 2, 1).reshape(len(batch) * n_classes, k)
+        uniq, first, inverse = _unique_rows(cols)
+        targets = np.full(len(uniq), -1, dtype=np.int32)
+        live = uniq.any(axis=1)  # rows where every terminal died are the dead state
+        for u in np.argsort(first):  # number new states in byte order, as a plain BFS would
+            if not live[u]:
+                continue
+            vec = uniq[u]
+            key = vec.tobytes()
+            j = index.get(key)
+            if j is None:
+                j = len(order)
+                if j >= max_states:
+                    return None
+                index[key] = j
+                order.append(vec)
+                frontier.append(j)
+            targets[u] = j
+        block = targets[inverse.reshape(-1)].reshape(len(batch), n_classes)[:, class_of]
+        for i, state in enumerate(batch):
+            rows[state] = block[i]
+    transitions = np.stack([rows[i] for i in range(len(order))]).astype(np.int32)
+    return np.stack(order).astype(np.int32), transitions
