@@ -32,7 +32,10 @@ from . import _native
 from .bitmask import bitmask_width
 from .postlex import PythonIndenter
 
-DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+# A grammar's mask cache is bounded (LRU). Replaying 200 standard-library files through the
+# Python grammar with a 128k vocabulary fills about 620 MB (deeper keys' entries); at 512 MB the
+# second pass thrashed (warm p99 6 ms against 0.1 ms). Set ``masker.cache_limit`` to change it.
+DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
 # A key that leaves more tokens than this to walk on the real stack is deepened.
 MAX_UNCERTAIN = 256
 # How many states of the real stack the successive keys know (after that: all of them).
