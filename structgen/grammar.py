@@ -319,13 +319,48 @@ def _from_lark_instance(parser: lark.Lark, text: str, start: str,
                 action[s, col] = -(rule_index[arg] + 1)
     rule_lhs = np.array([nt_index[r.origin.name] for r in rules], dtype=np.int32)
     rule_len = np.array([len(r.expansion) for r in rules], dtype=np.int32)
+    start_state, end_state = int(table.start_states[start]), int(table.end_states[start])
+    action, goto, (start_state, end_state) = _renumber_states(action, goto,
+                                                              (start_state, end_state))
     return Grammar(
         source=text, start=start, terminals=terminals, action=action, goto=goto,
         rule_lhs=rule_lhs, rule_len=rule_len,
         rule_names=tuple(str(r.origin.name) for r in rules),
         nonterminal_names=tuple(str(n) for n in nonterminals),
-        start_state=int(table.start_states[start]), end_state=int(table.end_states[start]),
+        start_state=start_state, end_state=end_state,
         postlex=postlex, postlex_on_stack=_nests_within_rules(rules, postlex, start))
+
+
+def _renumber_states(action: np.ndarray, goto: np.ndarray,
+                     named: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Number the LALR states breadth first from the first of ``named`` (successors by shift
+    terminal, then by goto nonterminal, in column order), so the same grammar gets the same
+    tables in every process: Lark numbers its states in the order of a set of item sets that
+    hash by identity. Returns the renumbered tables and ``named`` states."""
+    n = action.shape[0]
+    new_of = np.full(n, -1, dtype=np.int64)
+    order: list[int] = []
+    for root in (*named, *range(n)):  # the unreachable (if any) after, in Lark's order
+        if new_of[root] >= 0:
+            continue
+        new_of[root] = len(order)
+        order.append(root)
+        i = len(order) - 1
+        while i < len(order):
+            s = order[i]
+            shifts = action[s][action[s] > 0] - 1
+            for t in np.concatenate([shifts, goto[s][goto[s] >= 0]]).tolist():
+                if new_of[t] < 0:
+                    new_of[t] = len(order)
+                    order.append(t)
+            i += 1
+    idx = np.array(order, dtype=np.int64)
+    action, goto = action[idx], goto[idx]
+    shift = action > 0
+    action[shift] = new_of[action[shift] - 1] + 1
+    moves = goto >= 0
+    goto[moves] = new_of[goto[moves]]
+    return action, goto, tuple(int(new_of[s]) for s in named)
 
 
 def _nests_within_rules(rules, postlex, start: str) -> bool:
