@@ -18,9 +18,6 @@ cdef enum:
     UNKNOWN = -2           # feed() result: the stack below the known part decides
     UNKNOWN_STATE = -2     # state of the sentinel node under a partial stack
     ANY_NODE = -5          # thread past an unknown reduction: lexing only, any terminal
-    ST_REJECT = 0
-    ST_ACCEPT = 1
-    ST_UNCERTAIN = 2
     MEMO_MIN_TOKENS = 1024  # walks this long memoize thread viability
 
 
@@ -579,7 +576,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     cdef int32_t k = 0, i, common, depth, L, valid = 0, j, n_unc = 0
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
-    cdef uint8_t dead_status = ST_REJECT
+    cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
     cdef const uint8_t* tok
     cdef Thread* th
     unk[0] = sets[0].unk
@@ -590,7 +587,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
         if common < run_min:
             run_min = common
         if common > valid:
-            if dead_status == ST_REJECT:
+            if not dead_uncertain:
                 if skip != NULL:
                     while k < n and lcp[k] > valid:
                         if lcp[k] < run_min:
@@ -652,8 +649,8 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             a.size = marks[L]
         else:
             valid = depth - 1
-            dead_status = ST_UNCERTAIN if unk[depth] else ST_REJECT
-            if dead_status == ST_UNCERTAIN:
+            dead_uncertain = unk[depth]
+            if dead_uncertain:
                 split_uncertain(out, k, run_min)
                 run_min = INT32_MAX
                 n_unc += 1
