@@ -54,6 +54,9 @@ cdef struct Memo:
     int32_t* node
     int32_t* birth
     int8_t* value
+    int32_t* term_node       # the same for feeding one terminal (one slot per terminal):
+    int32_t* term_birth      # lexer states that differ only in which keyword prefix they
+    int8_t* term_value       # are in share these
 
 
 cdef struct Tables:
@@ -476,7 +479,27 @@ cdef inline bint lexeme_step(const Tables* g, const TSet* src, uint8_t b,
     return True
 
 
-cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept nogil:
+cdef inline int32_t feed_outcome(const Tables* g, Arena* a, int32_t node, int32_t term,
+                                 Memo* memo) noexcept nogil:
+    """``feed``'s outcome for ``term`` on ``node`` (>= 0 taken, -1 rejected, UNKNOWN), the
+    nodes it pushes dropped; memoized per terminal when ``memo`` is not NULL."""
+    cdef int32_t r, top = a.size
+    if memo != NULL and memo.term_node[term] == node \
+            and memo.term_birth[term] == a.birth[node]:
+        return memo.term_value[term]
+    r = feed(g, a, node, term)
+    a.size = top
+    if r >= 0:
+        r = 0
+    if memo != NULL:
+        memo.term_node[term] = node
+        memo.term_birth[term] = a.birth[node]
+        memo.term_value[term] = <int8_t>r
+    return r
+
+
+cdef int thread_viability(const Tables* g, Arena* a, const Thread* th,
+                          Memo* memo=NULL) noexcept nogil:
     """1: its partial lexeme can end as a terminal the stack takes; 0: cannot; 2: unknown.
     (A partial newline lexeme may still end at any column: as whitespace inside brackets, or
     as a newline the parser takes.)"""
@@ -496,8 +519,7 @@ cdef int thread_viability(const Tables* g, Arena* a, const Thread* th) noexcept 
             if r == UNKNOWN:
                 res = 2
                 continue
-        r = feed(g, a, th.node, g.alive_terms[k])
-        a.size = top
+        r = feed_outcome(g, a, th.node, g.alive_terms[k], memo)
         if r >= 0:
             return 1
         if r == UNKNOWN:
@@ -626,7 +648,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                     if memo.node[th.q] == th.node and memo.birth[th.q] == a.birth[th.node]:
                         v = memo.value[th.q]
                     else:
-                        v = thread_viability(g, a, th)
+                        v = thread_viability(g, a, th, memo)
                         memo.node[th.q] = th.node
                         memo.birth[th.q] = a.birth[th.node]
                         memo.value[th.q] = <int8_t>v
@@ -739,8 +761,8 @@ cdef int scratch_init(Scratch* s, int32_t max_len) noexcept nogil:
     s.sets = <TSet*>malloc((max_len + 2) * sizeof(TSet))
     s.unk = <uint8_t*>malloc((max_len + 2) * sizeof(uint8_t))
     s.marks = <int32_t*>malloc((max_len + 2) * sizeof(int32_t))
-    s.memo.node = s.memo.birth = NULL
-    s.memo.value = NULL
+    s.memo.node = s.memo.birth = s.memo.term_node = s.memo.term_birth = NULL
+    s.memo.value = s.memo.term_value = NULL
     s.memo_ready = False
     if arena_init(&s.a, 1024) < 0 or s.sets == NULL or s.unk == NULL or s.marks == NULL:
         return -1
@@ -754,11 +776,14 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.memo.node)
     free(s.memo.birth)
     free(s.memo.value)
+    free(s.memo.term_node)
+    free(s.memo.term_birth)
+    free(s.memo.term_value)
     s.sets = NULL
     s.unk = NULL
     s.marks = NULL
-    s.memo.node = s.memo.birth = NULL
-    s.memo.value = NULL
+    s.memo.node = s.memo.birth = s.memo.term_node = s.memo.term_birth = NULL
+    s.memo.value = s.memo.term_value = NULL
     arena_free(&s.a)
 
 
@@ -768,9 +793,15 @@ cdef Memo* scratch_memo(const Tables* g, Scratch* s) noexcept nogil:
         s.memo.node = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
         s.memo.birth = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
         s.memo.value = <int8_t*>malloc(g.n_lex_states * sizeof(int8_t))
-        if s.memo.node == NULL or s.memo.birth == NULL or s.memo.value == NULL:
+        s.memo.term_node = <int32_t*>malloc(g.action_cols * sizeof(int32_t))
+        s.memo.term_birth = <int32_t*>malloc(g.action_cols * sizeof(int32_t))
+        s.memo.term_value = <int8_t*>malloc(g.action_cols * sizeof(int8_t))
+        if s.memo.node == NULL or s.memo.birth == NULL or s.memo.value == NULL \
+                or s.memo.term_node == NULL or s.memo.term_birth == NULL \
+                or s.memo.term_value == NULL:
             return NULL
         memset(s.memo.node, 0xFF, g.n_lex_states * sizeof(int32_t))  # -1: no node
+        memset(s.memo.term_node, 0xFF, g.action_cols * sizeof(int32_t))
         s.memo_ready = True
     return &s.memo
 
