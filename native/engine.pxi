@@ -559,6 +559,22 @@ cdef inline void split_uncertain(Split* out, int32_t k, int32_t lcp) noexcept no
     out.n_unc += 1
 
 
+cdef extern from *:
+    int __sync_add_and_fetch(int* ptr, int value) nogil
+
+
+cdef inline bint too_uncertain(int32_t n_unc, int32_t max_uncertain,
+                               int* shared) noexcept nogil:
+    """Is a walk that just met its ``n_unc``-th uncertain token past ``max_uncertain``? With
+    ``shared``, a walk cut into pieces counts them all: each piece adds its count every 32
+    tokens (an undercount, so a piece stops only when the whole walk is surely past)."""
+    if max_uncertain < 0:
+        return False
+    if shared == NULL:
+        return n_unc > max_uncertain
+    return n_unc % 32 == 0 and __sync_add_and_fetch(shared, 32) > max_uncertain
+
+
 cdef void next_shorter_prefix(const int32_t* lcp, int32_t n, int32_t* out) noexcept nogil:
     """out[k]: the first k' > k with lcp[k'] < lcp[k] (n if none). Every token between k and
     out[k] shares at least lcp[k] bytes with token k - 1: the walk jumps over a dead prefix's
@@ -583,9 +599,10 @@ cdef void next_shorter_prefix(const int32_t* lcp, int32_t n, int32_t* out) noexc
 
 cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
               const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
-              Memo* memo, Split* out,
-              int32_t max_uncertain) noexcept nogil:
-    """Depth-first walk of tokens ``seq`` (trie order; ``lcp`` relative to the previous one).
+              Memo* memo, Split* out, int32_t max_uncertain,
+              int32_t k0=0, int* shared_unc=NULL) noexcept nogil:
+    """Depth-first walk of tokens ``seq[k0:n]`` (trie order; ``lcp`` relative to the previous
+    one, read as 0 for the first).
 
     ``sets[0]`` holds the starting threads. The indices ``k`` of tokens ``seq[k]`` accepted
     and uncertain are appended to ``out`` (in increasing order; the rest are rejected), each
@@ -593,9 +610,10 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     NULL) is ``next_shorter_prefix`` of ``lcp``: the tokens under a rejected prefix are then
     jumped over rather than visited. Returns -1 if a thread set overflowed (caller falls back
     to the reference engine) or memory ran out, -2 as soon as more than ``max_uncertain``
-    tokens are uncertain (when that is not negative).
+    tokens are uncertain (when that is not negative; with ``shared_unc``, counting those of
+    the other pieces of one walk).
     """
-    cdef int32_t k = 0, i, common, depth, L, valid = 0, j, n_unc = 0
+    cdef int32_t k = k0, i, common, depth, L, valid = 0, j, n_unc = 0
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
@@ -605,7 +623,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     marks[0] = a.size
     while k < n:
         i = seq[k]
-        common = lcp[k]
+        common = lcp[k] if k != k0 else 0
         if common < run_min:
             run_min = common
         if common > valid:
@@ -621,7 +639,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             split_uncertain(out, k, run_min)
             run_min = INT32_MAX
             n_unc += 1
-            if max_uncertain >= 0 and n_unc > max_uncertain:
+            if too_uncertain(n_unc, max_uncertain, shared_unc):
                 return -2
             k += 1
             continue
@@ -666,7 +684,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 split_uncertain(out, k, run_min)
                 run_min = INT32_MAX
                 n_unc += 1
-                if max_uncertain >= 0 and n_unc > max_uncertain:
+                if too_uncertain(n_unc, max_uncertain, shared_unc):
                     return -2
             a.size = marks[L]
         else:
@@ -676,7 +694,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 split_uncertain(out, k, run_min)
                 run_min = INT32_MAX
                 n_unc += 1
-                if max_uncertain >= 0 and n_unc > max_uncertain:
+                if too_uncertain(n_unc, max_uncertain, shared_unc):
                     return -2
         k += 1
     return 0
@@ -809,9 +827,11 @@ cdef Memo* scratch_memo(const Tables* g, Scratch* s) noexcept nogil:
 cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int32_t max_len,
                         const int32_t* seq, const int32_t* lcp, const int32_t* skip, int32_t n,
                         Split* out, bint* can_end, int32_t max_uncertain=-1,
-                        Scratch* scratch=NULL) noexcept nogil:
-    """Load the threads and walk ``seq`` into ``out`` (buffers for ``n`` tokens); optionally
-    decide end of text. ``scratch`` (or NULL: one of its own) is the working memory."""
+                        Scratch* scratch=NULL, int32_t k0=0,
+                        int* shared_unc=NULL) noexcept nogil:
+    """Load the threads and walk ``seq[k0:n]`` into ``out`` (buffers for ``n - k0`` tokens);
+    optionally decide end of text. ``scratch`` (or NULL: one of its own) is the working
+    memory."""
     cdef Scratch local
     cdef Scratch* s = scratch
     cdef Memo* memo = NULL
@@ -823,15 +843,15 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
         s = &local
     s.a.size = 0
     s.a.failed = 0
-    if n >= MEMO_MIN_TOKENS:  # a memo pays for its setup only on long walks
+    if n - k0 >= MEMO_MIN_TOKENS:  # a memo pays for its setup only on long walks
         memo = scratch_memo(g, s)
     if load_threads(&s.a, spec, &s.sets[0], partial) == 0:
         if can_end != NULL:
             can_end[0] = tset_can_end(g, &s.a, &s.sets[0])
         rc = 0
-        if n > 0:
+        if n > k0:
             rc = walk(g, &s.a, seq, lcp, skip, n, s.sets, s.unk, s.marks, memo, out,
-                      max_uncertain)
+                      max_uncertain, k0, shared_unc)
     if s == &local:
         scratch_free(&local)
     return rc
@@ -916,6 +936,8 @@ cdef class NativeEngine:
     cdef const int32_t* all_lcp
     cdef const int32_t* all_seq
     cdef const int32_t* all_skip
+    cdef object _cuts
+    cdef public int32_t parallel_min_tokens  # shorter vocabularies are walked in one piece
     cdef int32_t _n_eos
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
@@ -995,6 +1017,8 @@ cdef class NativeEngine:
         skip = np.zeros(max(self._n_tokens, 1), dtype=np.int32)
         arrays["skip"] = skip
         self.all_skip = _i32(skip)
+        self._cuts = np.flatnonzero(arrays["tok_lcp"] <= 1).astype(np.int64)  # run starts
+        self.parallel_min_tokens = 4096
         with nogil:
             next_shorter_prefix(self.all_lcp, self._n_tokens, <int32_t*>self.all_skip)
 
@@ -1050,7 +1074,7 @@ cdef class NativeEngine:
             split_free(&found)
 
     def split(self, spec, bint partial, MaskEntry parent=None, *, int32_t width,
-              int32_t max_uncertain=-1, int32_t deepen_above=-1):
+              int32_t max_uncertain=-1, int32_t deepen_above=-1, int num_threads=1):
         """The mask-cache entry for one thread ``spec`` (see ``fill_rows``) on a ``partial``
         stack or a whole one: the vocabulary split into tokens accepted, rejected and
         uncertain, with the accepted ones as a bitmask row of ``width`` words or, when
@@ -1058,7 +1082,8 @@ cdef class NativeEngine:
         thread with less of the stack known), only its uncertain tokens are walked and its
         accepted ones are kept. The entry is marked ``deeper`` when more than
         ``deepen_above`` (when not negative) tokens are uncertain. Returns False when more
-        than ``max_uncertain`` are (the walk stops there), None on overflow."""
+        than ``max_uncertain`` are (the walk stops there), None on overflow. A walk of the
+        whole vocabulary is cut into ``num_threads`` pieces walked at once."""
         cdef const int32_t* seq = self.all_seq
         cdef const int32_t* seq_lcp = self.all_lcp
         cdef const int32_t* skip = self.all_skip
@@ -1071,6 +1096,9 @@ cdef class NativeEngine:
             seq, seq_lcp, skip, n = parent.seq, parent.lcp, NULL, parent.n_seq
         spec = np.ascontiguousarray(spec, dtype=np.int32)
         cdef int32_t[::1] sp = spec
+        if parent is None and num_threads > 1 and n >= self.parallel_min_tokens:
+            return self._split_in_pieces(sp, partial, width, max_uncertain, deepen_above,
+                                         min(num_threads, 64))
         with nogil:
             if split_init(&found, n) == 0:
                 rc = walk_positions(&self.g, &sp[0], partial, self.max_len, seq, seq_lcp, skip,
@@ -1083,6 +1111,73 @@ cdef class NativeEngine:
             return self._entry(&found, seq, parent, width, deepen_above)
         finally:
             split_free(&found)
+
+    def _split_in_pieces(self, int32_t[::1] sp, bint partial, int32_t width,
+                         int32_t max_uncertain, int32_t deepen_above, int pieces):
+        """``split`` of the whole vocabulary, walked in ``pieces`` runs of the trie order cut
+        where tokens share at most one byte, on as many OpenMP threads; the uncertain token
+        opening each run gets its common prefix with the last uncertain one before."""
+        cdef int32_t n = self._n_tokens, k, c, p, u, prev, m, j
+        cdef int32_t[::1] bv = _piece_starts(self._cuts, n, pieces)
+        cdef int n_pieces = <int>bv.shape[0] - 1
+        cdef Split* found = <Split*>calloc(n_pieces, sizeof(Split))
+        cdef int* rcs = <int*>calloc(n_pieces, sizeof(int))
+        cdef Split merged
+        cdef int32_t n_acc = 0, n_unc = 0
+        cdef int shared_unc = 0
+        merged.acc = merged.unc = merged.unc_lcp = NULL
+        if found == NULL or rcs == NULL:
+            free(found)
+            free(rcs)
+            raise MemoryError()
+        try:
+            with nogil:
+                for p in prange(n_pieces, num_threads=n_pieces, schedule="static", chunksize=1):
+                    rcs[p] = -1
+                    if split_init(&found[p], bv[p + 1] - bv[p]) == 0:
+                        rcs[p] = walk_positions(&self.g, &sp[0], partial, self.max_len,
+                                                self.all_seq, self.all_lcp, self.all_skip,
+                                                bv[p + 1], &found[p], NULL, max_uncertain,
+                                                NULL, bv[p], &shared_unc)
+            for c in range(n_pieces):
+                if rcs[c] == -1:
+                    return None
+            for c in range(n_pieces):
+                if rcs[c] == -2:
+                    return False
+                n_acc += found[c].n_acc
+                n_unc += found[c].n_unc
+            if max_uncertain >= 0 and n_unc > max_uncertain:
+                return False
+            if split_init(&merged, max(n_acc, n_unc)) < 0:
+                raise MemoryError()
+            merged.n_acc = merged.n_unc = 0
+            prev = -1
+            for c in range(n_pieces):
+                memcpy(merged.acc + merged.n_acc, found[c].acc, found[c].n_acc * sizeof(int32_t))
+                merged.n_acc += found[c].n_acc
+                for k in range(found[c].n_unc):
+                    u = found[c].unc[k]
+                    merged.unc[merged.n_unc] = u
+                    if k == 0:  # its prefix with the last uncertain token of earlier runs
+                        m = 0
+                        if prev >= 0:
+                            m = self.all_lcp[prev + 1]
+                            for j in range(prev + 2, u + 1):
+                                if self.all_lcp[j] < m:
+                                    m = self.all_lcp[j]
+                        merged.unc_lcp[merged.n_unc] = m
+                    else:
+                        merged.unc_lcp[merged.n_unc] = found[c].unc_lcp[k]
+                    merged.n_unc += 1
+                    prev = u
+            return self._entry(&merged, self.all_seq, None, width, deepen_above)
+        finally:
+            for c in range(n_pieces):
+                split_free(&found[c])
+            free(found)
+            free(rcs)
+            split_free(&merged)
 
     def split_many(self, states, qs, *, int32_t width, int32_t max_uncertain=-1,
                    int32_t deepen_above=-1, int num_threads=1):
@@ -1319,6 +1414,17 @@ cdef class MaskEntry:
         if self.accepted_bits is not None and not self.shared_bits:
             own += self.accepted_bits.nbytes
         return int(own)
+
+
+def _piece_starts(cuts, int32_t n, int pieces):
+    """Where ``pieces`` runs of about equal length start (at ``cuts``), and ``n`` at the end."""
+    starts = [0]
+    for c in range(1, pieces):  # (no negative indexing: the module turns wraparound off)
+        at = int(cuts[min(np.searchsorted(cuts, c * n // pieces), len(cuts) - 1)])
+        if starts[len(starts) - 1] < at < n:
+            starts.append(at)
+    starts.append(n)
+    return np.array(starts, dtype=np.int32)
 
 
 cdef cnp.ndarray _copy_i32(const int32_t* src, int32_t n):

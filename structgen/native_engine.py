@@ -111,6 +111,8 @@ class NativeMasker:
         self._cache: OrderedDict[tuple[int, int] | bytes, MaskEntry] = OrderedDict()  # oldest first
         self._cache_bytes = 0
         self.cache_limit = cache_bytes
+        # a new entry's walk of the whole vocabulary is cut into this many pieces at once
+        self.walk_threads = max(1, min(os.cpu_count() or 1, 8))
         self._lock = threading.Lock()
 
     def _indenter_tables(self, grammar) -> tuple | None:
@@ -292,7 +294,7 @@ class NativeMasker:
         built = self.engine.split(
             thread, partial, parent if parent is not None and parent.has_split else None,
             width=self.width, max_uncertain=limit,
-            deepen_above=MAX_UNCERTAIN if may_deepen else -1)
+            deepen_above=MAX_UNCERTAIN if may_deepen else -1, num_threads=self.walk_threads)
         return _DEEPER if built is False else built
 
     def precompute(self, progress=None, num_threads: int | None = None) -> int:

@@ -117,3 +117,29 @@ def test_precompute_equals_entries_built_one_by_one(long_compiled):
             assert np.array_equal(entry.accepted_token_ids(), alone.accepted_token_ids())
             assert np.array_equal(entry.uncertain_pos, alone.uncertain_pos)
             assert np.array_equal(entry.uncertain_lcp, alone.uncertain_lcp)
+
+
+def entry_fields(entry):
+    if entry is None or entry is False:
+        return entry
+    return (entry.deeper, entry.accepted_token_ids().tolist(), entry.uncertain_pos.tolist(),
+            entry.uncertain_lcp.tolist())
+
+
+@pytest.mark.parametrize("limit", [-1, 3])
+def test_walks_cut_into_pieces_change_nothing(long_compiled, limit):
+    """A whole-vocabulary split walked in 2-5 pieces at once against one walk."""
+    masker = long_compiled.native_masker
+    engine = masker.engine
+    engine.parallel_min_tokens = 1
+    try:
+        for state, q in top_state_keys(masker):
+            spec = key_spec(state, q)
+            one = engine.split(spec, True, width=masker.width, max_uncertain=limit,
+                               deepen_above=2)
+            for pieces in (2, 3, 5):
+                cut = engine.split(spec, True, width=masker.width, max_uncertain=limit,
+                                   deepen_above=2, num_threads=pieces)
+                assert entry_fields(cut) == entry_fields(one), (state, q, pieces)
+    finally:
+        engine.parallel_min_tokens = 4096
