@@ -47,16 +47,53 @@ cdef struct Arena:
     int32_t failed
 
 
-# Viability of the (node, lexer state) pairs a walk meets, one slot per lexer state: the node
-# it was computed for, that node's birth (telling it from a later node in the same arena slot),
-# and the answer. Tokens under one trie prefix end on the same few nodes, so most lookups hit.
-cdef struct Memo:
+# One answer per key about one stack node: the node it was computed for, that node's birth
+# (telling it from a later node in the same arena slot), and the answer.
+cdef struct Slots:
     int32_t* node
     int32_t* birth
     int8_t* value
-    int32_t* term_node       # the same for feeding one terminal (one slot per terminal):
-    int32_t* term_birth      # lexer states that differ only in which keyword prefix they
-    int8_t* term_value       # are in share these
+
+
+# What a walk remembers: the viability of (node, lexer state) pairs, and the outcome of feeding
+# a terminal on a node (lexer states that differ only in which keyword prefix they are in
+# share these). Tokens under one trie prefix end on the same few nodes, so most lookups hit.
+cdef struct Memo:
+    Slots states
+    Slots terms
+
+
+cdef int slots_init(Slots* s, int32_t n) noexcept nogil:
+    s.node = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    s.birth = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    s.value = <int8_t*>malloc(max(n, 1) * sizeof(int8_t))
+    if s.node == NULL or s.birth == NULL or s.value == NULL:
+        return -1
+    memset(s.node, 0xFF, max(n, 1) * sizeof(int32_t))  # -1: no node
+    return 0
+
+
+cdef void slots_free(Slots* s) noexcept nogil:
+    free(s.node)
+    free(s.birth)
+    free(s.value)
+    s.node = s.birth = NULL
+    s.value = NULL
+
+
+cdef inline int slots_get(const Slots* s, int32_t key, const Arena* a,
+                          int32_t node) noexcept nogil:
+    """The answer kept for ``key`` about ``node``, or -3 when there is none."""
+    if s.node[key] == node and s.birth[key] == a.birth[node]:
+        return s.value[key]
+    return -3
+
+
+cdef inline void slots_put(Slots* s, int32_t key, const Arena* a, int32_t node,
+                           int value) noexcept nogil:
+    s.node[key] = node
+    s.birth[key] = a.birth[node]
+    s.value[key] = <int8_t>value
 
 
 cdef struct Tables:
@@ -484,17 +521,16 @@ cdef inline int32_t feed_outcome(const Tables* g, Arena* a, int32_t node, int32_
     """``feed``'s outcome for ``term`` on ``node`` (>= 0 taken, -1 rejected, UNKNOWN), the
     nodes it pushes dropped; memoized per terminal when ``memo`` is not NULL."""
     cdef int32_t r, top = a.size
-    if memo != NULL and memo.term_node[term] == node \
-            and memo.term_birth[term] == a.birth[node]:
-        return memo.term_value[term]
+    if memo != NULL:
+        r = slots_get(&memo.terms, term, a, node)
+        if r != -3:
+            return r
     r = feed(g, a, node, term)
     a.size = top
     if r >= 0:
         r = 0
     if memo != NULL:
-        memo.term_node[term] = node
-        memo.term_birth[term] = a.birth[node]
-        memo.term_value[term] = <int8_t>r
+        slots_put(&memo.terms, term, a, node, r)
     return r
 
 
@@ -553,10 +589,15 @@ cdef void split_free(Split* out) noexcept nogil:
     out.acc = out.unc = out.unc_lcp = NULL
 
 
-cdef inline void split_uncertain(Split* out, int32_t k, int32_t lcp) noexcept nogil:
+cdef inline bint split_uncertain(Split* out, int32_t k, int32_t* run_min, int32_t max_uncertain,
+                                 int* shared) noexcept nogil:
+    """Add token ``k`` as uncertain, with ``run_min`` (the least lcp since the uncertain token
+    before; reset here) as its prefix; True when that makes too many (``too_uncertain``)."""
     out.unc[out.n_unc] = k
-    out.unc_lcp[out.n_unc] = lcp
+    out.unc_lcp[out.n_unc] = run_min[0]
     out.n_unc += 1
+    run_min[0] = INT32_MAX
+    return too_uncertain(out.n_unc, max_uncertain, shared)
 
 
 cdef extern from *:
@@ -613,7 +654,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     tokens are uncertain (when that is not negative; with ``shared_unc``, counting those of
     the other pieces of one walk).
     """
-    cdef int32_t k = k0, i, common, depth, L, valid = 0, j, n_unc = 0
+    cdef int32_t k = k0, i, common, depth, L, valid = 0, j
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
@@ -636,10 +677,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 else:
                     k += 1
                 continue
-            split_uncertain(out, k, run_min)
-            run_min = INT32_MAX
-            n_unc += 1
-            if too_uncertain(n_unc, max_uncertain, shared_unc):
+            if split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
                 return -2
             k += 1
             continue
@@ -663,13 +701,10 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             for j in range(sets[L].n):
                 th = &sets[L].t[j]
                 if memo != NULL and th.q >= 0 and th.node >= 0:
-                    if memo.node[th.q] == th.node and memo.birth[th.q] == a.birth[th.node]:
-                        v = memo.value[th.q]
-                    else:
+                    v = slots_get(&memo.states, th.q, a, th.node)
+                    if v == -3:
                         v = thread_viability(g, a, th, memo)
-                        memo.node[th.q] = th.node
-                        memo.birth[th.q] = a.birth[th.node]
-                        memo.value[th.q] = <int8_t>v
+                        slots_put(&memo.states, th.q, a, th.node, v)
                 else:
                     v = thread_viability(g, a, th)
                 if v == 1:
@@ -681,20 +716,14 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                 out.acc[out.n_acc] = k
                 out.n_acc += 1
             elif best == 2 or unk[L]:
-                split_uncertain(out, k, run_min)
-                run_min = INT32_MAX
-                n_unc += 1
-                if too_uncertain(n_unc, max_uncertain, shared_unc):
+                if split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
                     return -2
             a.size = marks[L]
         else:
             valid = depth - 1
             dead_uncertain = unk[depth]
             if dead_uncertain:
-                split_uncertain(out, k, run_min)
-                run_min = INT32_MAX
-                n_unc += 1
-                if too_uncertain(n_unc, max_uncertain, shared_unc):
+                if split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
                     return -2
         k += 1
     return 0
@@ -779,8 +808,8 @@ cdef int scratch_init(Scratch* s, int32_t max_len) noexcept nogil:
     s.sets = <TSet*>malloc((max_len + 2) * sizeof(TSet))
     s.unk = <uint8_t*>malloc((max_len + 2) * sizeof(uint8_t))
     s.marks = <int32_t*>malloc((max_len + 2) * sizeof(int32_t))
-    s.memo.node = s.memo.birth = s.memo.term_node = s.memo.term_birth = NULL
-    s.memo.value = s.memo.term_value = NULL
+    s.memo.states.node = s.memo.states.birth = s.memo.terms.node = s.memo.terms.birth = NULL
+    s.memo.states.value = s.memo.terms.value = NULL
     s.memo_ready = False
     if arena_init(&s.a, 1024) < 0 or s.sets == NULL or s.unk == NULL or s.marks == NULL:
         return -1
@@ -791,35 +820,20 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.sets)
     free(s.unk)
     free(s.marks)
-    free(s.memo.node)
-    free(s.memo.birth)
-    free(s.memo.value)
-    free(s.memo.term_node)
-    free(s.memo.term_birth)
-    free(s.memo.term_value)
+    slots_free(&s.memo.states)
+    slots_free(&s.memo.terms)
     s.sets = NULL
     s.unk = NULL
     s.marks = NULL
-    s.memo.node = s.memo.birth = s.memo.term_node = s.memo.term_birth = NULL
-    s.memo.value = s.memo.term_value = NULL
     arena_free(&s.a)
 
 
 cdef Memo* scratch_memo(const Tables* g, Scratch* s) noexcept nogil:
     """The scratch's viability memo, set up on first use (NULL if out of memory)."""
     if not s.memo_ready:
-        s.memo.node = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
-        s.memo.birth = <int32_t*>malloc(g.n_lex_states * sizeof(int32_t))
-        s.memo.value = <int8_t*>malloc(g.n_lex_states * sizeof(int8_t))
-        s.memo.term_node = <int32_t*>malloc(g.action_cols * sizeof(int32_t))
-        s.memo.term_birth = <int32_t*>malloc(g.action_cols * sizeof(int32_t))
-        s.memo.term_value = <int8_t*>malloc(g.action_cols * sizeof(int8_t))
-        if s.memo.node == NULL or s.memo.birth == NULL or s.memo.value == NULL \
-                or s.memo.term_node == NULL or s.memo.term_birth == NULL \
-                or s.memo.term_value == NULL:
+        if slots_init(&s.memo.states, g.n_lex_states) < 0 \
+                or slots_init(&s.memo.terms, g.action_cols) < 0:
             return NULL
-        memset(s.memo.node, 0xFF, g.n_lex_states * sizeof(int32_t))  # -1: no node
-        memset(s.memo.term_node, 0xFF, g.action_cols * sizeof(int32_t))
         s.memo_ready = True
     return &s.memo
 
