@@ -20,7 +20,8 @@ Output shape (what "exact" is relative to):
 * Spellings: see ``json_schema_regex``: strings whose value is constrained (``pattern``,
   ``format``, ``enum``/``const``, property names) use the canonical spelling of
   ``json.dumps(..., ensure_ascii=False)``; integers have no exponent (a zero fraction, ``1.0``,
-  is allowed: JSON Schema counts it an integer); bounded numbers are written without exponent.
+  is allowed: JSON Schema counts it an integer from draft 6 on; drafts 3 and 4 do not); bounded
+  numbers are written without exponent.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 
 from lark.load_grammar import eval_escaping
 
+from .bnf_grammar import BnfTerminal, NotLalrError, grammar_from_bnf
 from .errors import ConfigurationError, GrammarError
 from .json_schema_dfa import register_for_lark, remember
 from .json_schema_refs import (
@@ -155,9 +156,13 @@ def compile_json_schema(compiler, schema, *, strict: bool = False, whitespace: s
 
 @dataclass
 class BuiltGrammar:
+    """The schema's grammar as Lark text and as the same rules and terminals, unparsed."""
+
     text: str
     ignored: list = field(default_factory=list)
     rule_pointers: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)  # name -> alternatives (lists of names)
+    terminals: list = field(default_factory=list)  # BnfTerminal, in definition order
 
 
 def _build(schema, **opts) -> BuiltGrammar:
@@ -180,52 +185,22 @@ def _build(schema, **opts) -> BuiltGrammar:
     return b.build()
 
 
-_LARK_LOG_LOCK = threading.Lock()
-
-
-class _ConflictCatcher(logging.Filter):
-    """Collects Lark's shift/reduce reports for this thread's grammar (and keeps Lark's debug
-    chatter about them off the console)."""
-
-    def __init__(self, old_level: int) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-        self.thread = threading.get_ident()
-        self.old_level = old_level
-
-    def filter(self, record) -> bool:
-        if threading.get_ident() != self.thread:
-            return record.levelno >= self.old_level
-        self.messages.append(record.getMessage())
-        return False
-
-
 def _lalr_grammar(built: BuiltGrammar, lenient: bool):
-    """Build the LALR tables; a conflict means the grammar is not exactly the schema's
-    language, so it is reported (with the schema pointer of the rule involved)."""
-    from .grammar import Grammar
-
-    lark_logger = logging.getLogger("lark")
-    with _LARK_LOG_LOCK:
-        old = lark_logger.level
-        catcher = _ConflictCatcher(old if old != logging.NOTSET else logging.WARNING)
-        lark_logger.addFilter(catcher)
-        lark_logger.setLevel(logging.DEBUG)
-        try:
-            grammar = Grammar.from_lark(built.text)
-        except GrammarError as exc:
-            ptr = _pointer_in(str(exc), built.rule_pointers)
-            raise SchemaError("the schema's alternatives overlap in a way an LALR(1) grammar "
-                              f"cannot express ({str(exc).splitlines()[0][:200]})",
-                              keyword="anyOf", pointer=ptr) from exc
-        finally:
-            lark_logger.removeFilter(catcher)
-            lark_logger.setLevel(old)
-    if any("Shift/Reduce" in m for m in catcher.messages):
+    """Build the LALR tables (:mod:`structgen.bnf_grammar`, without Lark); a conflict means
+    the grammar is not exactly the schema's language, so it is reported (with the schema
+    pointer of the rule involved)."""
+    try:
+        grammar, conflicts = grammar_from_bnf(built.rules, built.terminals, source=built.text)
+    except NotLalrError as exc:
+        ptr = _pointer_in(str(exc), built.rule_pointers)
+        raise SchemaError("the schema's alternatives overlap in a way an LALR(1) grammar "
+                          f"cannot express ({str(exc).splitlines()[0][:200]})",
+                          keyword="anyOf", pointer=ptr) from exc
+    if conflicts:
         rep = Reporter(lenient)
-        rep.unsupported("anyOf", _pointer_in(" ".join(catcher.messages), built.rule_pointers),
+        rep.unsupported("anyOf", _pointer_in(" ".join(conflicts), built.rule_pointers),
                         "the schema's alternatives overlap in a way an LALR(1) grammar cannot "
-                        "express exactly (" + " ".join(catcher.messages)[:200] + ")")
+                        "express exactly (" + " ".join(conflicts)[:200] + ")")
         built.ignored.extend(rep.ignored)
     return grammar
 
@@ -327,11 +302,16 @@ class _Builder:
         draft = schema.get("$schema", "") if isinstance(schema, dict) else ""
         self.old_draft = isinstance(draft, str) and any(
             f"draft-0{n}" in draft for n in (3, 4, 5, 6, 7))
+        # drafts 3 and 4 define an integer as a number without a fraction; from draft 6 on,
+        # any number with a zero fraction (1.0) is one
+        self.zero_fraction_integers = not (isinstance(draft, str) and any(
+            f"draft-0{n}" in draft for n in (3, 4)))
         self.refs = RefResolver(schema, ref_overrides_siblings=self.old_draft)
         self.rules: dict[str, list[str]] = {}
         self.rule_pointers: dict[str, str] = {}
         self.terminals: dict[str, str] = {}  # definition text -> name
         self.term_defs: list[str] = []
+        self.bnf_terminals: dict[str, BnfTerminal] = {}  # name -> what the Lark text says
         self.value_memo: dict[str, str] = {}
         self.union_memo: dict = {}
         self.parts_memo: dict[str, _Parts] = {}
@@ -367,7 +347,8 @@ class _Builder:
 
     def lit(self, text: str, hint: str = "L") -> str:
         if text and all(c.isprintable() and c != "\\" for c in text):
-            return self._term('"' + text.replace('"', '\\"') + '"', hint)
+            return self._term('"' + text.replace('"', '\\"') + '"', hint,
+                              value=text, is_literal=True)
         return self.regex(re_literal(text), hint)
 
     def regex(self, rx: str, hint: str = "R", priority: int = 0) -> str:
@@ -376,10 +357,14 @@ class _Builder:
         text = _lark_regex(rx)
         # the lexer builds some of the regexes written here directly (json_schema_dfa); it
         # sees them as Lark hands them on, escapes evaluated
-        register_for_lark(rx, eval_escaping(text))
-        return self._term("/" + text + "/", hint, priority)
+        value = eval_escaping(text)
+        register_for_lark(rx, value)
+        return self._term("/" + text + "/", hint, priority, value=value, is_literal=False)
 
-    def _term(self, definition: str, hint: str, priority: int = 0) -> str:
+    def _term(self, definition: str, hint: str, priority: int = 0, *, value: str,
+              is_literal: bool) -> str:
+        """The terminal for ``definition`` (Lark text), named on first use; ``value`` is the
+        text Lark makes of it (the literal, or the regex with escapes evaluated)."""
         key = (definition, priority)
         name = self.terminals.get(key)
         if name is None:
@@ -387,6 +372,7 @@ class _Builder:
             self.terminals[key] = name
             prio = f".{priority}" if priority else ""
             self.term_defs.append(f"{name}{prio}: {definition}")
+            self.bnf_terminals[name] = BnfTerminal(name, value, is_literal, priority)
         return name
 
     def new_rule(self, hint: str, ptr: str) -> str:
@@ -411,8 +397,11 @@ class _Builder:
             for a in alts:
                 used.update(a.split())
         lines.extend(d for d in self.term_defs if d.split(":", 1)[0].split(".")[0] in used)
+        bnf_rules = {"start": [[top]]}
+        bnf_rules.update((name, [a.split() for a in alts]) for name, alts in rules.items())
         return BuiltGrammar("\n".join(lines) + "\n", list(self.report.ignored),
-                            self.rule_pointers)
+                            self.rule_pointers, bnf_rules,
+                            [t for name, t in self.bnf_terminals.items() if name in used])
 
     # -- schema normalization ---------------------------------------------------------------
     def normalize(self, schema, ptr: str):
@@ -803,8 +792,9 @@ class _Builder:
                 rx = INTEGER
             else:
                 rx = int_range(ilo, ihi)
-            # JSON Schema counts 1.0 an integer (draft 6 on)
-            return None if rx is None else f"(?:{rx})(?:\\.0+)?"
+            if rx is None:
+                return None
+            return f"(?:{rx})(?:\\.0+)?" if self.zero_fraction_integers else rx
         if lo is None and hi is None:
             return NUMBER
         return decimal_range(lo, lo_x, hi, hi_x)

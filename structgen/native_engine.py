@@ -63,22 +63,23 @@ class NativeMasker:
         self.trie_ids = trie.ids
         self.trie_lcp = trie.lcp
         offsets = []
-        trans, winner, alive_ptr, alive_terms, alive_ignored = [], [], [0], [], []
+        trans, winner, alive_counts, alive_terms, alive_ignored = [], [], [], [], []
         total = 0
         ignored = np.zeros(grammar.n_terminals, dtype=np.uint8)
         for t in lexers.ignored:
             ignored[t] = 1
+        is_ignored = ignored.astype(bool)
         for c in range(lexers.n_contexts):
             d = lexers.dfa(c)
             offsets.append(total)
             trans.append(np.where(d.transitions >= 0, d.transitions + total, -1))
             winner.append(d.winner)
-            for s in range(d.n_states):
-                terms = np.flatnonzero(d.alive[s])
-                alive_ignored.append(1 if any(ignored[t] for t in terms) else 0)
-                real = [int(t) for t in terms if not ignored[t]]
-                alive_terms.extend(real)
-                alive_ptr.append(len(alive_terms))
+            # per state, the terminals its lexeme may still become (ignored ones apart)
+            alive = np.asarray(d.alive, dtype=bool)
+            real = alive & ~is_ignored
+            alive_ignored.append((alive & is_ignored).any(axis=1).astype(np.uint8))
+            alive_terms.append(np.nonzero(real)[1])
+            alive_counts.append(real.sum(axis=1))
             total += d.n_states
         any_ctx = lexers.any_context() if LEX_ANY_AFTER_UNKNOWN else None
         any_start = -1
@@ -86,9 +87,12 @@ class NativeMasker:
             any_start = total
             trans.append(np.where(any_ctx.transitions >= 0, any_ctx.transitions + total, -1))
             winner.append(any_ctx.winner)
-            alive_ignored.extend([0] * any_ctx.n_states)
-            alive_ptr.extend([len(alive_terms)] * any_ctx.n_states)
+            alive_ignored.append(np.zeros(any_ctx.n_states, dtype=np.uint8))
+            alive_counts.append(np.zeros(any_ctx.n_states, dtype=np.int64))
             total += any_ctx.n_states
+        alive_ptr = np.concatenate([[0], np.cumsum(np.concatenate(alive_counts))])
+        alive_terms = np.concatenate(alive_terms).astype(np.int32)
+        alive_ignored = np.concatenate(alive_ignored)
         self.offsets = np.array(offsets, dtype=np.int64)
         self.state_context = lexers.state_context
         ctx_start = self.offsets[lexers.state_context]
@@ -96,8 +100,8 @@ class NativeMasker:
         self.context_final_only = [lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
         self.engine = _native.NativeEngine(
             grammar.action, grammar.goto, grammar.rule_lhs, grammar.rule_len,
-            np.concatenate(trans), np.concatenate(winner), np.array(alive_ptr),
-            np.array(alive_terms, dtype=np.int32), np.array(alive_ignored), ctx_start, ignored,
+            np.concatenate(trans), np.concatenate(winner), alive_ptr,
+            alive_terms, alive_ignored, ctx_start, ignored,
             trie.data, trie.offsets, trie.lcp, trie.ids, grammar.end_state,
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
             np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]

@@ -162,6 +162,12 @@ CASES = [
      [0, 5, 100], [3, 105, -5]),
     ("integer multipleOf unbounded", {"type": "integer", "multipleOf": 4}, [0, 8, -12, 100],
      [2, 10, -2]),
+    ("integer with a zero fraction (draft 6 on)", {"type": "integer", "maximum": 10},
+     [3, 10, 3.0], ["3.5", "11.0"]),
+    ("draft 4 integer has no fraction",
+     {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+      "properties": {"id": {"type": "integer"}, "n": {"type": "integer", "minimum": 1}}},
+     [{"id": 12345, "n": 2}], ['{"id": 12345.0}', '{"n": 2.0}', '{"id": 1.5}']),
     ("patternProperties", {"type": "object", "patternProperties": {
         "^x-": {"type": "integer"}, "^y-": {"type": "string"}}, "additionalProperties": False},
      [{"x-a": 1, "y-b": "s"}], [{"x-a": "s"}, {"z": 1}]),
