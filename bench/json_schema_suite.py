@@ -54,7 +54,7 @@ NOT_COMPILED_OK = {
 SUPPORTED_FILES = {
     "draft2020-12": {
         "additionalProperties", "allOf", "anyOf", "boolean_schema", "const", "default",
-        "enum", "exclusiveMaximum", "exclusiveMinimum", "infinite-loop-detection",
+        "dependentRequired", "enum", "exclusiveMaximum", "exclusiveMinimum", "infinite-loop-detection",
         "items", "maxItems", "maxLength", "maxProperties", "maximum", "minItems", "minLength",
         "minProperties", "minimum", "pattern", "patternProperties", "prefixItems",
         "properties", "propertyNames", "required", "type",

@@ -4,7 +4,7 @@
 schema)`` compiles it for a tokenizer. Every assertion keyword is either enforced by the grammar
 or reported with :class:`UnsupportedFeatureError` naming the keyword and its JSON pointer
 (``lenient=True`` warns and ignores it instead). The support matrix is in
-``SUPPORTED_KEYWORDS`` below and in the README's JSON Schema section.
+``SUPPORTED_KEYWORDS`` below, summed up in the README's JSON Schema section.
 
 Output shape (what "exact" is relative to):
 
@@ -80,6 +80,7 @@ MAX_ENUMERATED_INTEGERS = 2_000
 MAX_OVERLAPPING_PATTERNS = 4  # patternProperties regions: 2**n of them
 # A string of at most n characters needs about 21 n lexer states (escapes, UTF-8 bytes).
 MAX_STRING_LENGTH = 512
+_DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 SUPPORTED_KEYWORDS = {
     "type": "all types, also lists",
@@ -103,11 +104,16 @@ SUPPORTED_KEYWORDS = {
     "multipleOf": "integers (exact); numbers with an integer multipleOf",
     "anyOf": "exact: type-wise union, objects and arrays merged state by state",
     "oneOf": "exact when the branches are provably disjoint, otherwise reported",
-    "allOf": "merged",
+    "allOf": "merged; unions in it become one union over pairs of branches (up to 64)",
     "$ref / $defs / definitions": "in-document, recursion included",
-    "not": "of a type set, or of a schema that accepts everything / nothing",
+    "not": "of a type set; of required lists, unions of them, or a double negation (all "
+           "rewritten as schemas without 'not'); of a schema that accepts everything / nothing",
+    "dependentRequired / dependentSchemas / dependencies": "as a union: the property absent, "
+                                                         "or present with what it requires "
+                                                         "(draft 7's dependencies under every "
+                                                         "draft)",
     "uniqueItems": "when at most one item is allowed; otherwise reported",
-    "contains / if-then-else / dependencies / unevaluated*": "reported",
+    "contains / if-then-else / unevaluated*": "reported",
 }
 
 
@@ -233,6 +239,9 @@ class _ObjSpec:
     min: int
     max: int | None
     names: dict = field(default_factory=dict)
+    # every name the schema declares, in the order the extras' key regex excludes them; the
+    # ones not in ``props`` are forbidden (a property whose schema is false)
+    declared: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.names = {p.name: i for i, p in enumerate(self.props)}
@@ -523,9 +532,18 @@ class _Builder:
         if "enum" in schema or "const" in schema:
             # finitely many values: every other keyword is checked value by value
             return self.enum_parts(schema, ptr)
+        conditions = self.dependency_unions(schema, ptr)
+        if conditions:
+            rest = {k: v for k, v in schema.items() if k not in _DEPENDENCY_KEYWORDS}
+            return self.parts({"allOf": [rest, *conditions]}, ptr)
         for kw in ("anyOf", "oneOf"):
             if kw in schema:
                 return self.union_parts(schema, kw, ptr)
+        if "not" in schema:
+            positive = self.negation(schema["not"], ptr + "/not")
+            if positive is not None:
+                rest = {k: v for k, v in schema.items() if k != "not"}
+                return self.parts({"allOf": [rest, positive]}, ptr)
         self.check_unsupported(schema, ptr)
         types = self.allowed_types(schema, ptr)
         if "not" in schema:
@@ -563,12 +581,64 @@ class _Builder:
         out.arrays.append(_ArrSpec(ptr, [], (True, ptr), 0, None))
         return out
 
+    def dependency_unions(self, schema: dict, ptr: str) -> list[dict]:
+        """``dependencies`` / ``dependentRequired`` / ``dependentSchemas`` as unions: a
+        property that others depend on is either absent or present with what it requires,
+        ``{"anyOf": [{"properties": {name: false}}, {"required": [name, ...], ...}]}`` (the two
+        branches are disjoint, so the object union keeps them exact)."""
+        out = []
+        for kw in _DEPENDENCY_KEYWORDS:
+            deps = schema.get(kw)
+            if deps is None:
+                continue
+            if not isinstance(deps, dict):
+                raise SchemaError("must be an object", keyword=kw, pointer=ptr)
+            for name, dep in deps.items():
+                dptr = f"{ptr}/{kw}/{escape_pointer(name)}"
+                if isinstance(dep, list):
+                    if not all(isinstance(x, str) for x in dep):
+                        raise SchemaError("must be a list of property names", keyword=kw,
+                                          pointer=dptr)
+                    present = {"required": list(dict.fromkeys([name, *dep]))}
+                elif dep is True or dep == {}:
+                    continue
+                elif dep is False:
+                    present = False
+                elif isinstance(dep, dict):
+                    present = {"allOf": [{"required": [name]}, dep]}
+                else:
+                    raise SchemaError("must be a schema or a list of names", keyword=kw,
+                                      pointer=dptr)
+                out.append({"anyOf": [{"properties": {name: False}}, present]})
+        return out
+
+    def negation(self, sub, ptr: str):
+        """A schema without ``not`` that means ``{"not": sub}``, for the forms that have one
+        (``required`` lists, unions and conjunctions of them, double negation); None for the
+        others (``apply_not`` then handles type lists and reports the rest)."""
+        sub, ptr = self.normalize(sub, ptr)  # allOf merged: required lists are joined
+        if not isinstance(sub, dict):
+            return None
+        asserts = {k for k in sub if k in ASSERTIONS}
+        if asserts == {"required"} and isinstance(sub["required"], list):
+            names = list(dict.fromkeys(sub["required"]))
+            if not names:
+                return False  # every value has the empty list of properties
+            # an object missing one of them: the first one missing is names[i]
+            branches = [{"required": names[:i], "properties": {n: False}}
+                        for i, n in enumerate(names)]
+            return {"type": "object", **branches[0]} if len(branches) == 1 else \
+                {"type": "object", "anyOf": branches}
+        if asserts == {"anyOf"} and isinstance(sub["anyOf"], list):
+            parts = [self.negation(b, f"{ptr}/anyOf/{i}") for i, b in enumerate(sub["anyOf"])]
+            return None if any(p is None for p in parts) else {"allOf": parts}
+        if asserts == {"not"}:
+            return sub["not"]
+        return None
+
     def check_unsupported(self, schema: dict, ptr: str) -> None:
         for kw in ("unevaluatedItems", "unevaluatedProperties", "$dynamicRef", "$recursiveRef"):
             if kw in schema and schema[kw] is not True and schema[kw] != {}:
-                self.report.unsupported(kw, ptr, "not enforced by structgen")
-        for kw in ("dependencies", "dependentRequired", "dependentSchemas"):
-            if kw in schema and schema[kw]:
                 self.report.unsupported(kw, ptr, "not enforced by structgen")
         if "if" in schema and ("then" in schema or "else" in schema):
             self.report.unsupported("if", ptr, "if/then/else is not enforced by structgen")
@@ -890,7 +960,7 @@ class _Builder:
         fallback = None
         if len(extras) == 1 and extras[0][0] == string_excluding(declared):
             fallback = (extras[0][1], extras[0][2])
-        spec = _ObjSpec(ptr, props, extras, fallback, lo, hi)
+        spec = _ObjSpec(ptr, props, extras, fallback, lo, hi, declared=declared)
         if spec.max is not None and spec.req_after[0] > spec.max:
             return None
         if extras and spec.min - spec.req_after[0] >= 2:
@@ -1239,7 +1309,7 @@ class _Builder:
 
     def object_union(self, specs: list[_ObjSpec], ptr: str) -> str:
         for s in specs:
-            if any(e[0] != string_excluding(list(s.names)) for e in s.extras):
+            if any(e[0] != string_excluding(s.declared) for e in s.extras):
                 self.report.unsupported("anyOf", ptr, "a union of object schemas where one "
                                         "uses patternProperties or propertyNames")
                 return self.object_chain(specs[0])
@@ -1249,7 +1319,7 @@ class _Builder:
             return found[0]
         name = self.new_rule("u", ptr)
         self.union_memo[ukey] = (name, specs)
-        all_names = list(dict.fromkeys(n for s in specs for n in s.names))
+        all_names = list(dict.fromkeys(n for s in specs for n in [*s.names, *s.declared]))
         other_rx = string_excluding(all_names)
         states: dict = {}
         todo: list = []
@@ -1294,11 +1364,12 @@ class _Builder:
                         p = s.props[j]
                         target, sch, sptr = (b, j + 1, norm_c(s, c + 1)), p.schema, p.ptr
                     else:
-                        if s.req_after[i] > 0 or s.extra_fallback is None:
-                            continue
+                        if s.req_after[i] > 0 or s.extra_fallback is None or (
+                                kname is not None and kname in s.declared):
+                            continue  # a name the branch declares false, or no extras
                         sch, sptr = s.extra_fallback
                         target = (b, len(s.props), norm_c(s, c + 1))
-                    gk = canonical_key(sch)
+                    gk = canonical_key(True if sch == {} else sch)  # {} and true: any value
                     g = groups.setdefault(gk, (sch, sptr, set()))
                     g[2].add(target)
                 if not groups:

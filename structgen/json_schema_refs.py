@@ -26,6 +26,9 @@ ASSERTIONS = frozenset({
     "if", "then", "else", "dependentSchemas", "format", "$ref", "$dynamicRef", "$recursiveRef",
 })
 TYPES = ("null", "boolean", "object", "array", "string", "number", "integer")
+# allOf of two unions becomes one union over the pairs of branches; beyond this many pairs the
+# grammar would grow too large
+MAX_UNION_PRODUCT = 64
 
 
 class SchemaError(UnsupportedFeatureError):
@@ -295,11 +298,25 @@ def merge_schemas(a: dict, b: dict, pointer: str, report: Reporter) -> dict:
         elif k == "const":
             if not _json_equal(old, v):
                 out["enum"] = []
-        elif k in ("allOf", "anyOf", "oneOf"):
-            out["allOf"] = list(out.get("allOf", [])) + [{k: v}] if k != "allOf" else \
-                list(old) + list(v)
-            if k != "allOf":
-                out[k] = old
+        elif k == "allOf":
+            out["allOf"] = list(old) + list(v)
+        elif k in ("anyOf", "oneOf"):
+            # two unions of one kind: each branch of the first takes the second along, as
+            # anyOf(A) and U = anyOf(a and U), oneOf(A) and U = oneOf(a and U) for any U
+            if not isinstance(old, list) or not isinstance(v, list):
+                continue  # the union's own check reports the malformed one
+            if len(old) * len(v) > MAX_UNION_PRODUCT:
+                report.unsupported(k, pointer, f"allOf of two '{k}' lists of {len(old)} and "
+                                   f"{len(v)} branches (over {MAX_UNION_PRODUCT} combinations)")
+                continue
+            out[k] = [_conj(branch, {k: v}) for branch in old]
+        elif k in ("dependentRequired", "dependentSchemas", "dependencies"):
+            if not isinstance(old, dict) or not isinstance(v, dict):
+                continue
+            merged = dict(old)
+            for name, dep in v.items():
+                merged[name] = dep if name not in merged else _conj_dependency(merged[name], dep)
+            out[k] = merged
         elif k == "uniqueItems":
             out[k] = bool(old) or bool(v)
         elif k == "multipleOf":
@@ -307,12 +324,11 @@ def merge_schemas(a: dict, b: dict, pointer: str, report: Reporter) -> dict:
                 out[k] = old * v // math.gcd(old, v)
             else:
                 report.unsupported(k, pointer, "allOf with two different non-integer multipleOf")
-        elif k in ("pattern", "format", "not", "if", "then", "else", "dependencies",
-                   "dependentRequired", "$ref"):
-            if k == "not":
-                out[k] = {"anyOf": [old, v]}
-            else:
-                out["allOf"] = list(out.get("allOf", [])) + [{k: v}]
+        elif k == "not":
+            out[k] = {"anyOf": [old, v]}
+        elif k in ("pattern", "format", "if", "then", "else", "$ref"):
+            # one schema object holds one of each: the two cannot be merged into one
+            report.unsupported(k, pointer, f"allOf combining two different '{k}' values")
         elif k in ASSERTIONS:
             report.unsupported(k, pointer, "allOf combining two different values of this keyword")
         # annotations: keep the first
@@ -377,6 +393,14 @@ def _merge_array_keywords(a: dict, b: dict) -> dict:
     if prefix:
         out["prefixItems"] = prefix
     return out
+
+
+def _conj_dependency(x, y):
+    """Both dependencies of one property: required names (a list) or schemas."""
+    if isinstance(x, list) and isinstance(y, list):
+        return list(dict.fromkeys(x + y))
+    return _conj({"required": x} if isinstance(x, list) else x,
+                 {"required": y} if isinstance(y, list) else y)
 
 
 def _conj(x, y):
