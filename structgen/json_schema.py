@@ -35,7 +35,7 @@ from lark.load_grammar import eval_escaping
 
 from .bnf_grammar import BnfTerminal, NotLalrError, grammar_from_bnf
 from .errors import ConfigurationError, GrammarError
-from .json_schema_dfa import register_for_lark, remember
+from .json_schema_dfa import dfa_of, register_for_lark, remember
 from .json_schema_refs import (
     ASSERTIONS,
     TYPES,
@@ -80,6 +80,8 @@ MAX_ENUMERATED_INTEGERS = 2_000
 MAX_OVERLAPPING_PATTERNS = 4  # patternProperties regions: 2**n of them
 # A string of at most n characters needs about 21 n lexer states (escapes, UTF-8 bytes).
 MAX_STRING_LENGTH = 512
+# longer strings are lexed in pieces of this many characters (json_schema_dfa.length_dfa)
+LONG_STRING_PIECE = 128
 _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 SUPPORTED_KEYWORDS = {
@@ -555,7 +557,9 @@ class _Builder:
             out.booleans = {True, False}
         if "string" in types:
             rx = self.string_regex(schema, ptr)
-            if rx is not None:
+            if isinstance(rx, tuple):
+                out.strings.append(("long", rx))
+            elif rx is not None:
                 out.strings.append(("re", rx))
         if "number" in types or "integer" in types:
             rx = self.number_regex(schema, ptr, integer="number" not in types)
@@ -770,8 +774,9 @@ class _Builder:
                                        len(v)))
 
     # -- strings ----------------------------------------------------------------------------
-    def string_regex(self, schema: dict, ptr: str) -> str | None:
-        """Regex (quotes included) for the string values ``schema`` allows, None if none."""
+    def string_regex(self, schema: dict, ptr: str) -> str | tuple[int, int | None] | None:
+        """Regex (quotes included) for the string values ``schema`` allows, None if none, or
+        (for a plain string whose length bounds are over ``MAX_STRING_LENGTH``) the bounds."""
         lo = _count(schema, "minLength", ptr) or 0
         hi = _count(schema, "maxLength", ptr)
         if hi is not None and hi < lo:
@@ -785,8 +790,19 @@ class _Builder:
         elif not isinstance(fmt, str):
             fmt = None
         if pattern is not None and fmt is not None:
-            self.report.unsupported("format", ptr, "'format' together with 'pattern'")
-            fmt = None
+            # both: the format's strings that the pattern matches too
+            if not isinstance(pattern, str):
+                raise SchemaError("must be a string", keyword="pattern", pointer=ptr)
+            try:
+                body = pattern_body(pattern)
+            except PatternError as exc:
+                self.report.unsupported("pattern", ptr, f"{exc}")
+                body = None
+            formatted = self.string_regex({k: v for k, v in schema.items() if k != "pattern"},
+                                          ptr)
+            if body is None or formatted is None:
+                return formatted
+            return self.both('"' + body + '"', formatted)
         if fmt is not None:
             pattern = "^(?:" + FORMATS[fmt] + ")$"
             kw = "format"
@@ -795,6 +811,8 @@ class _Builder:
         if pattern is None:
             if lo == 0 and hi is None:
                 return ANY_STRING
+            if lo > MAX_STRING_LENGTH or (hi is not None and hi > MAX_STRING_LENGTH):
+                return (lo, hi)  # a long string: parsed in pieces (long_string_rule)
             return self.length_string(lo, hi, ptr)
         if not isinstance(pattern, str):
             raise SchemaError("must be a string", keyword="pattern", pointer=ptr)
@@ -813,14 +831,22 @@ class _Builder:
         except PatternError:  # the lengths leave no string the pattern matches
             return None
         if with_length is None:
-            why = (f"length limits together with this {kw} are not expressible (only one "
-                   "repeated part is handled)")
-            if lo:
-                self.report.unsupported("minLength", ptr, why)
-            if hi is not None:
-                self.report.unsupported("maxLength", ptr, why)
-            return '"' + body + '"'
+            # the pattern's strings that the length counter allows (an automaton product)
+            return self.both('"' + body + '"', self.length_string(lo, hi, ptr))
         return '"' + with_length + '"'
+
+    def both(self, a: str, b: str) -> str | None:
+        """Regex of the strings both ``a`` and ``b`` match (None when there are none),
+        written with a whole-string lookahead; the lexer builds it as the product of the two
+        automata (``json_schema_dfa.both_dfa``)."""
+        if a == b:
+            return a
+        rx = f"(?={a}\\Z){b}"
+        remember(rx, "both", a, b)
+        try:
+            return rx if dfa_of(rx).accepting.any() else None
+        except GrammarError:
+            return rx  # too large to decide here: the lexer reports it
 
     def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
         why = (f"string length limits above {MAX_STRING_LENGTH} are not enforced (the "
@@ -1007,7 +1033,12 @@ class _Builder:
         if len(parts.strings) == 1 and parts.strings[0][0] == "re" and \
                 parts.strings[0][1] == ANY_STRING:
             return string_excluding(declared)
-        rx = _strings_regex(parts.strings)
+        strings = parts.strings
+        if any(k == "long" for k, _ in strings):  # a key is one terminal: no pieces
+            self.report.unsupported("maxLength", ptr + "/propertyNames", "property names "
+                                    f"longer than {MAX_STRING_LENGTH} characters")
+            strings = [("re", ANY_STRING) if k == "long" else (k, v) for k, v in strings]
+        rx = _strings_regex(strings)
         if any(_fullmatch(rx, json_literal(d)) for d in declared):
             self.report.unsupported("propertyNames", ptr, "declared properties also match "
                                     "propertyNames; other keys cannot exclude them")
@@ -1179,8 +1210,8 @@ class _Builder:
     def strings_disjoint(self, xs, ys) -> bool:
         if all(k == "lit" for k, _ in xs) and all(k == "lit" for k, _ in ys):
             return not ({s for _, s in xs} & {s for _, s in ys})
-        rx = [s if k == "re" else re_literal(s) for k, s in xs]
-        ry = [s if k == "re" else re_literal(s) for k, s in ys]
+        rx = [_string_part_regex(k, s) for k, s in xs]
+        ry = [_string_part_regex(k, s) for k, s in ys]
         return self.regexes_disjoint(rx, ry)
 
     def regexes_disjoint(self, xs, ys) -> bool:
@@ -1233,14 +1264,22 @@ class _Builder:
             alts.append(self.lit("null"))
         for v in sorted(parts.booleans, reverse=True):
             alts.append(self.lit("true" if v else "false"))
-        if parts.strings:
-            if all(k == "lit" for k, _ in parts.strings):
-                alts.extend(self.lit(s, "S") for _, s in parts.strings)
-            elif len(parts.strings) == 1:
-                alts.append(self.regex(parts.strings[0][1], "S"))
+        strings = parts.strings
+        if any(k == "long" for k, _ in strings):
+            if len(strings) == 1:
+                alts.append(self.long_string_rule(*strings[0][1], ptr))
+                strings = []
+            else:  # beside other strings in one terminal: the bounds cannot be kept
+                self.report.unsupported("maxLength", ptr, "a string length limit above "
+                                        f"{MAX_STRING_LENGTH} in a union with other strings")
+                strings = [("re", ANY_STRING) if k == "long" else (k, s) for k, s in strings]
+        if strings:
+            if all(k == "lit" for k, _ in strings):
+                alts.extend(self.lit(s, "S") for _, s in strings)
+            elif len(strings) == 1:
+                alts.append(self.regex(strings[0][1], "S"))
             else:
-                rx = "|".join(f"(?:{s})" if k == "re" else re_literal(s)
-                              for k, s in parts.strings)
+                rx = "|".join(f"(?:{s})" if k == "re" else re_literal(s) for k, s in strings)
                 alts.append(self.regex(rx, "S"))
         if parts.numbers:
             if len(parts.numbers) == 1:
@@ -1252,6 +1291,54 @@ class _Builder:
         if parts.arrays:
             alts.append(self.array_rule(parts.arrays, ptr))
         return alts
+
+    def long_string_rule(self, lo: int, hi: int | None, ptr: str) -> str:
+        """A string of ``lo`` to ``hi`` characters when that is too long for one automaton:
+        lexed in pieces of exactly ``LONG_STRING_PIECE`` characters (the first with the
+        opening quote) and a last piece of fewer with the closing quote, the pieces counted by
+        a chain of rules. Between two pieces no other terminal can go on (a piece is full, or
+        it met a quote), so the lexer splits every string the same way."""
+        key = ("long", lo, hi)
+        found = self.union_memo.get(key)
+        if found is not None:
+            return found[0]
+        c = LONG_STRING_PIECE
+        name = self.new_rule("s", ptr)
+        self.union_memo[key] = (name, None)
+
+        def piece(a: int, b: int | None, opens: bool, closes: bool) -> str:
+            rx = (('"' if opens else "") + f"{ANY_UNIT}{{{a},{'' if b is None else b}}}"
+                  + ('"' if closes else ""))
+            remember(rx, "length", ANY_UNIT, a, b, opens, closes)
+            return self.regex(rx, "S")
+
+        alts = []
+        if lo < c:  # the whole string in one piece
+            alts.append(piece(lo, c - 1 if hi is None else min(hi, c - 1), True, True))
+        # after m full pieces (m * c characters), either the last piece or one more full one;
+        # without an upper bound the chain loops once the lower one is met
+        m_loop = -(-lo // c) if hi is None else None
+        chain: dict[int, str] = {}
+        todo: list[int] = []
+
+        def after(m: int) -> str:
+            m = min(m, m_loop) if m_loop is not None else m
+            if m not in chain:
+                chain[m] = self.new_rule("s", ptr)
+                todo.append(m)
+            return chain[m]
+
+        if hi is None or hi >= c:
+            alts.append(f"{piece(c, c, True, False)} {after(1)}")
+        self.rules[name] = alts
+        while todo:
+            m = todo.pop()
+            a, b = max(0, lo - m * c), c - 1 if hi is None else min(c - 1, hi - m * c)
+            body = [piece(a, b, False, True)] if a <= b else []
+            if hi is None or (m + 1) * c <= hi:
+                body.append(f"{piece(c, c, False, False)} {after(m + 1)}")
+            self.rules[chain[m]] = body
+        return name
 
     def object_rule(self, specs: list[_ObjSpec], ptr: str) -> str:
         if len(specs) == 1:
@@ -1477,9 +1564,17 @@ def _lark_regex(rx: str) -> str:
     return _LARK_ESCAPE.sub(sub, rx)
 
 
-def _strings_regex(strings: list[tuple[str, str]]) -> str:
-    """One regex for a union's string parts (regexes, and literals spelled as JSON)."""
-    return "(?:" + "|".join(s if k == "re" else re_literal(s) for k, s in strings) + ")"
+def _strings_regex(strings: list[tuple[str, object]]) -> str:
+    """One regex for a union's string parts (regexes, literals spelled as JSON, long
+    strings)."""
+    return "(?:" + "|".join(_string_part_regex(k, s) for k, s in strings) + ")"
+
+
+def _string_part_regex(kind: str, value) -> str:
+    if kind == "long":  # Python's re counts to any bound; an automaton would not be built
+        lo, hi = value
+        return f'"{ANY_UNIT}{{{lo},{"" if hi is None else hi}}}"'
+    return value if kind == "re" else re_literal(value)
 
 
 def _json_type(v) -> str:

@@ -35,8 +35,8 @@ _SPECS: OrderedDict[str, tuple] = OrderedDict()
 
 
 def remember(regex: str, kind: str, *args) -> None:
-    """Note that ``regex`` is the language ``kind`` (``exclude``, ``length`` or ``region``) of
-    ``args``."""
+    """Note that ``regex`` is the language ``kind`` (``exclude``, ``length``, ``region`` or
+    ``both``) of ``args``."""
     _SPECS[regex] = (kind, args)
     _SPECS.move_to_end(regex)
     while len(_SPECS) > MAX_REMEMBERED:
@@ -48,9 +48,26 @@ def register_for_lark(regex: str, lark_regex: str) -> None:
     spec = _SPECS.get(regex)
     if spec is None:
         return
-    kind, args = spec
-    build = {"exclude": excluding_dfa, "length": length_dfa, "region": region_dfa}[kind]
-    register_direct(lark_regex, functools.partial(build, *args))
+    register_direct(lark_regex, functools.partial(_build, *spec))
+
+
+def _build(kind: str, args: tuple) -> ByteDFA | None:
+    build = {"exclude": excluding_dfa, "length": length_dfa, "region": region_dfa,
+             "both": both_dfa}[kind]
+    return build(*args)
+
+
+def dfa_of(regex: str) -> ByteDFA:
+    """The automaton of ``regex``, built directly when it was remembered."""
+    spec = _SPECS.get(regex)
+    dfa = _build(*spec) if spec is not None else None
+    return dfa if dfa is not None else regex_to_dfa(regex)
+
+
+def both_dfa(a: str, b: str) -> ByteDFA:
+    """Strings both regexes match (``(?=a\\Z)b``), each side built directly when it can be:
+    a pattern beside a length range or a format."""
+    return dfa_intersection(dfa_of(a), dfa_of(b))
 
 
 def region_dfa(unit_regex: str, values: tuple[str, ...], spell, inside: tuple[str, ...],
@@ -78,8 +95,10 @@ def _unit(unit_regex: str) -> tuple[np.ndarray, int] | None:
     return nxt, d.n_states
 
 
-def length_dfa(unit_regex: str, lo: int, hi: int | None) -> ByteDFA | None:
-    """``"`` + ``unit_regex{lo,hi}`` + ``"`` (``hi`` None: unbounded)."""
+def length_dfa(unit_regex: str, lo: int, hi: int | None, opens: bool = True,
+               closes: bool = True) -> ByteDFA | None:
+    """``"`` + ``unit_regex{lo,hi}`` + ``"`` (``hi`` None: unbounded); without the opening
+    (``opens=False``) or closing (``closes=False``) quote for the pieces of a long string."""
     got = _unit(unit_regex)
     if got is None:
         return None
@@ -103,9 +122,22 @@ def length_dfa(unit_regex: str, lo: int, hi: int | None) -> ByteDFA | None:
             block[top] = -1
         rows[ids] = block
     closing = base + k[k >= lo] * n_u
-    rows[closing, QUOTE] = end
     accepting = np.zeros(rows.shape[0], dtype=bool)
-    accepting[end] = True
+    if closes:
+        rows[closing, QUOTE] = end
+        accepting[end] = True
+    else:
+        accepting[closing] = True
+    if not (opens and closes):
+        # without the opening quote, start where it led (state 0 must be the start); drop
+        # the states nothing reaches: the quote's source, or the closing quote's target
+        first = start if opens else base
+        keep = [first] + [s for s in range(rows.shape[0]) if s != first
+                          and (s != start or opens) and (s != end or closes)]
+        index = np.full(rows.shape[0], -1, dtype=np.int64)
+        index[keep] = np.arange(len(keep))
+        rows = np.where(rows >= 0, index[np.maximum(rows, 0)], -1)[keep]
+        accepting = accepting[keep]
     return ByteDFA(rows.astype(np.int32), accepting)
 
 

@@ -195,6 +195,22 @@ CASES = [
       "allOf": [{"anyOf": [{"required": ["a"]}, {"required": ["b"]}]},
                 {"oneOf": [{"required": ["c"]}, {"not": {"required": ["c"]}, "required": ["a"]}]}]},
      [{"a": 1}, {"b": 1, "c": 1}, {"a": 1, "c": 1}], [{"b": 1}, {}, {"c": 1}]),
+    ("long string lexed in pieces",
+     {"type": "string", "minLength": 700, "maxLength": 900},
+     ["a" * 700, "é" * 900, "ab\n" * 260 + "中"], ["a" * 699, "a" * 901, "é" * 901]),
+    ("long string piece boundaries",
+     {"type": "object", "properties": {"d": {"type": "string", "maxLength": 1000}}},
+     [{"d": "a" * n} for n in (0, 127, 128, 129, 256, 1000)] + [{"d": '"\\' * 300}],
+     [{"d": "a" * 1001}]),
+    ("long string without upper bound",
+     {"type": "string", "minLength": 600}, ["x" * 600, "x" * 650, "x" * 1500],
+     ["x" * 599, "é" * 10]),
+    ("pattern with a length of another shape",
+     {"type": "string", "pattern": "^(ab|cd)+$", "maxLength": 5}, ["ab", "abcd"],
+     ["ababab", "abc"]),
+    ("pattern beside a format",
+     {"type": "string", "format": "date", "pattern": "^2024"}, ["2024-01-05"],
+     ["2023-01-05", "2024-13-01"]),
     ("draft 4 integer has no fraction",
      {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
       "properties": {"id": {"type": "integer"}, "n": {"type": "integer", "minimum": 1}}},
@@ -527,13 +543,18 @@ def test_direct_exclusion_dfa_is_the_regex(names):
 
 
 @pytest.mark.parametrize("lo,hi", [(0, 0), (0, 3), (2, 2), (1, None), (3, None), (0, None)])
-def test_direct_length_dfa_is_the_regex(lo, hi):
+@pytest.mark.parametrize("opens,closes", [(True, True), (False, True), (True, False),
+                                          (False, False)])
+def test_direct_length_dfa_is_the_regex(lo, hi, opens, closes):
     from structgen.json_schema_dfa import length_dfa
     from structgen.json_schema_regex import ANY_UNIT
     from structgen.regex_dfa import _compile
 
-    rx = f'"{ANY_UNIT}{{{lo},{"" if hi is None else hi}}}"'
-    direct = length_dfa(ANY_UNIT, lo, hi)
+    if not closes and lo == 0 and not opens:
+        return  # the empty string: not a terminal
+    rx = (('"' if opens else "") + f'{ANY_UNIT}{{{lo},{"" if hi is None else hi}}}'
+          + ('"' if closes else ""))
+    direct = length_dfa(ANY_UNIT, lo, hi, opens, closes)
     assert direct is not None
     assert _same_language(direct, _compile(rx))
     assert not _has_dead_states(direct)
