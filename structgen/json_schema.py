@@ -83,6 +83,7 @@ MAX_STRING_LENGTH = 512
 # longer strings are lexed in pieces of this many characters (json_schema_dfa.length_dfa)
 LONG_STRING_PIECE = 128
 _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
+MAX_ONEOF_NEGATED = 8  # oneOf branches rewritten as "this one and none of the others"
 
 SUPPORTED_KEYWORDS = {
     "type": "all types, also lists",
@@ -298,6 +299,18 @@ class _Parts:
 
     def is_empty(self) -> bool:
         return not self.types()
+
+
+@dataclass
+class _Exclusion:
+    """Values a ``not`` takes away (``_Builder.values_not``)."""
+
+    null: bool = False
+    booleans: set = field(default_factory=set)
+    strings: list = field(default_factory=list)
+    pattern: str | None = None  # strings matching it are excluded
+    only_strings: bool = False  # every non-string value is excluded too
+    pointer: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,15 +561,23 @@ class _Builder:
                 return self.parts({"allOf": [rest, positive]}, ptr)
         self.check_unsupported(schema, ptr)
         types = self.allowed_types(schema, ptr)
+        excluded = _Exclusion()
         if "not" in schema:
-            types = self.apply_not(schema["not"], types, ptr + "/not")
+            excluded = self.values_not(schema["not"], ptr + "/not")
+            if excluded is None:
+                types = self.apply_not(schema["not"], types, ptr + "/not")
+                excluded = _Exclusion()
+            elif excluded.only_strings:
+                types &= {"string"}
         out = _Parts()
-        if "null" in types:
+        if "null" in types and not excluded.null:
             out.null = True
         if "boolean" in types:
-            out.booleans = {True, False}
+            out.booleans = {True, False} - excluded.booleans
         if "string" in types:
             rx = self.string_regex(schema, ptr)
+            if rx is not None and (excluded.strings or excluded.pattern is not None):
+                rx = self.exclude_strings(rx, excluded, ptr)
             if isinstance(rx, tuple):
                 out.strings.append(("long", rx))
             elif rx is not None:
@@ -616,6 +637,34 @@ class _Builder:
                 out.append({"anyOf": [{"properties": {name: False}}, present]})
         return out
 
+    def exclusive_branches(self, branches: list) -> list | None:
+        """``oneOf`` as a union of disjoint branches: branch i holds and no other does,
+        ``B_i and not B_j (j != i)``; None when some branch has no negation here."""
+        if not 1 < len(branches) <= MAX_ONEOF_NEGATED:
+            return None
+        negated = []
+        for b in branches:
+            n = self.negation(b, "")
+            if n is None and self.can_negate_natively(b):
+                n = {"not": b}
+            if n is None:
+                return None
+            negated.append(n)
+        return [{"allOf": [b, *(n for j, n in enumerate(negated) if j != i)]}
+                for i, b in enumerate(branches)]
+
+    def can_negate_natively(self, sub) -> bool:
+        """Whether ``_parts`` enforces ``{"not": sub}`` itself (values, patterns, types)."""
+        sub, ptr = self.normalize(sub, "")
+        if sub is True or sub is False or sub == {}:
+            return True
+        if not isinstance(sub, dict):
+            return False
+        if self.values_not(sub, ptr) is not None:
+            return True
+        asserts = {k for k in sub if k in ASSERTIONS}
+        return asserts == {"type"}
+
     def negation(self, sub, ptr: str):
         """A schema without ``not`` that means ``{"not": sub}``, for the forms that have one
         (``required`` lists, unions and conjunctions of them, double negation); None for the
@@ -638,6 +687,22 @@ class _Builder:
             return None if any(p is None for p in parts) else {"allOf": parts}
         if asserts == {"not"}:
             return sub["not"]
+        props = sub.get("properties")
+        if asserts <= {"properties", "required", "type"} and isinstance(props, dict) and \
+                len(props) == 1 and isinstance(sub.get("required", []), list):
+            # a discriminator: one property with a schema (and maybe required)
+            (name, psub), = props.items()
+            required = set(sub.get("required", []))
+            types = self.allowed_types(sub, ptr) if "type" in sub else None
+            if not required <= {name} or (types is not None and types != {"object"}) or \
+                    not (self.negation(psub, ptr) is not None or self.can_negate_natively(psub)):
+                return None
+            wrong = {"required": [name], "properties": {name: {"not": psub}}}
+            objects = {"anyOf": [{"properties": {name: False}}, wrong]} if required else wrong
+            if types is None:  # the schema holds for every non-object: its negation for none
+                return {"type": "object", **objects}
+            return {"anyOf": [{"type": [t for t in TYPES if t not in ("object", "integer")]},
+                              {"type": "object", **objects}]}
         return None
 
     def check_unsupported(self, schema: dict, ptr: str) -> None:
@@ -667,6 +732,52 @@ class _Builder:
         if "integer" in out and "number" in out:
             out.discard("integer")
         return out
+
+    def values_not(self, sub, ptr: str) -> _Exclusion | None:
+        """What ``{"not": sub}`` takes away when ``sub`` is a set of values (``enum`` /
+        ``const`` of strings, null and booleans) or a ``pattern`` (then only strings that do
+        not match it remain: every other value matches a pattern); None for other forms."""
+        sub, sptr = self.normalize(sub, ptr)
+        if not isinstance(sub, dict):
+            return None
+        asserts = {k for k in sub if k in ASSERTIONS}
+        out = _Exclusion()
+        if asserts in ({"enum"}, {"const"}):
+            values = [sub["const"]] if "const" in sub else sub["enum"]
+            if not isinstance(values, list) or not all(
+                    v is None or isinstance(v, (str, bool)) for v in values):
+                return None
+            out.null = None in values
+            out.booleans = {v for v in values if isinstance(v, bool)}
+            out.strings = [v for v in values if isinstance(v, str)]
+            return out
+        if asserts in ({"pattern"}, {"pattern", "type"}) and isinstance(sub["pattern"], str):
+            if "type" in sub and self.allowed_types(sub, sptr) != {"string"}:
+                return None
+            out.pattern = sub["pattern"]
+            out.only_strings = "type" not in sub
+            out.pointer = sptr
+            return out
+        return None
+
+    def exclude_strings(self, rx, excluded: _Exclusion, ptr: str):
+        """``rx`` (a string regex, or long-string bounds) without the excluded values and
+        the strings matching the excluded pattern (in canonical spelling, as every string
+        constrained by value)."""
+        if isinstance(rx, tuple):
+            self.report.unsupported("not", ptr + "/not", "excluding values from a string "
+                                    f"longer than {MAX_STRING_LENGTH} characters")
+            return rx
+        if excluded.strings:
+            rx = self.both(string_excluding(excluded.strings), rx)
+        if rx is not None and excluded.pattern is not None:
+            try:
+                body = pattern_body(excluded.pattern)
+            except PatternError as exc:
+                self.report.unsupported("pattern", excluded.pointer, f"{exc}")
+                return rx
+            rx = self.both('"' + body + '"', rx, negate_a=True)
+        return rx
 
     def apply_not(self, sub, types: set[str], ptr: str) -> set[str]:
         sub, ptr2 = self.normalize(sub, ptr)
@@ -835,14 +946,15 @@ class _Builder:
             return self.both('"' + body + '"', self.length_string(lo, hi, ptr))
         return '"' + with_length + '"'
 
-    def both(self, a: str, b: str) -> str | None:
-        """Regex of the strings both ``a`` and ``b`` match (None when there are none),
-        written with a whole-string lookahead; the lexer builds it as the product of the two
-        automata (``json_schema_dfa.both_dfa``)."""
-        if a == b:
+    def both(self, a: str, b: str, *, negate_a: bool = False) -> str | None:
+        """Regex of the strings both ``a`` and ``b`` match (or, ``negate_a``, that ``b``
+        matches and ``a`` does not; None when there are none), written with a whole-string
+        lookahead; the lexer builds it as the product of the two automata
+        (``json_schema_dfa.both_dfa``)."""
+        if a == b and not negate_a:
             return a
-        rx = f"(?={a}\\Z){b}"
-        remember(rx, "both", a, b)
+        rx = f"(?{'!' if negate_a else '='}{a}\\Z){b}"
+        remember(rx, "both", a, b, negate_a)
         try:
             return rx if dfa_of(rx).accepting.any() else None
         except GrammarError:
@@ -1162,11 +1274,13 @@ class _Builder:
             raise SchemaError("must be a non-empty list", keyword=kw, pointer=ptr)
         siblings = {k: v for k, v in schema.items() if k != kw}
         merged = []
+        raw = []
         for i, b in enumerate(branches):
             bptr = f"{ptr}/{kw}/{i}"
             b, bptr2 = self.normalize(b, bptr)
             if b is False:
                 continue
+            raw.append(b)
             if any(k in ASSERTIONS for k in siblings):
                 bb = {} if b is True else b
                 b = merge_schemas(siblings, bb, bptr, self.report)
@@ -1178,12 +1292,24 @@ class _Builder:
         out = _Parts()
         all_parts = [self.parts(b, p) for b, p in merged]
         if kw == "oneOf":
-            for i in range(len(all_parts)):
-                for j in range(i + 1, len(all_parts)):
-                    if not self.parts_disjoint(all_parts[i], all_parts[j]):
-                        self.report.unsupported("oneOf", ptr, f"branches {i} and {j} may both "
-                                                "match a value; oneOf is enforced only when "
-                                                "its branches are disjoint")
+            overlaps = [(i, j) for i in range(len(all_parts)) for j in range(i + 1, len(all_parts))
+                        if not self.parts_disjoint(all_parts[i], all_parts[j])]
+            if overlaps:
+                exclusive = self.exclusive_branches(raw)
+                if exclusive is not None:
+                    # a negation it needs may itself be unsupported: then oneOf is what is
+                    # reported, as before the attempt
+                    saved, self.report = self.report, Reporter(False)
+                    try:
+                        return self.parts({**siblings, "anyOf": exclusive}, ptr)
+                    except SchemaError:
+                        pass
+                    finally:
+                        self.report = saved
+                i, j = overlaps[0]
+                self.report.unsupported("oneOf", ptr, f"branches {i} and {j} may both match a "
+                                        "value; oneOf is enforced only when its branches are "
+                                        "disjoint or can be negated")
         for p in all_parts:
             out.union(p)
         return out

@@ -64,10 +64,11 @@ def dfa_of(regex: str) -> ByteDFA:
     return dfa if dfa is not None else regex_to_dfa(regex)
 
 
-def both_dfa(a: str, b: str) -> ByteDFA:
-    """Strings both regexes match (``(?=a\\Z)b``), each side built directly when it can be:
-    a pattern beside a length range or a format."""
-    return dfa_intersection(dfa_of(a), dfa_of(b))
+def both_dfa(a: str, b: str, negate_a: bool = False) -> ByteDFA:
+    """Strings both regexes match (``(?=a\\Z)b``), or (``negate_a``) that ``b`` matches and
+    ``a`` does not (``(?!a\\Z)b``), each side built directly when it can be: a pattern beside
+    a length range or a format, a string that is not one of some values."""
+    return dfa_intersection(dfa_of(b), dfa_of(a), negate_b=negate_a)
 
 
 def region_dfa(unit_regex: str, values: tuple[str, ...], spell, inside: tuple[str, ...],
