@@ -106,7 +106,9 @@ SUPPORTED_KEYWORDS = {
     "minimum / maximum / exclusive*": "exact for integers and decimals",
     "multipleOf": "integers (exact); numbers with an integer multipleOf",
     "anyOf": "exact: type-wise union, objects and arrays merged state by state",
-    "oneOf": "exact when the branches are provably disjoint, otherwise reported",
+    "oneOf": "exact when the branches are provably disjoint, or when each can be negated "
+             "(required lists, one-property discriminators, values, patterns, types): then "
+             "'this branch and none of the others'; otherwise reported",
     "allOf": "merged; unions in it become one union over pairs of branches (up to 64)",
     "$ref / $defs / definitions": "in-document, recursion included",
     "not": "of a type set; of required lists, unions of them, or a double negation (all "
@@ -116,7 +118,9 @@ SUPPORTED_KEYWORDS = {
                                                          "(draft 7's dependencies under every "
                                                          "draft)",
     "uniqueItems": "when at most one item is allowed; otherwise reported",
-    "contains / if-then-else / unevaluated*": "reported",
+    "if / then / else": "as (if and then) or (not if and else) when 'if' can be negated "
+                        "(as for oneOf); otherwise reported",
+    "contains / unevaluated*": "reported",
 }
 
 
@@ -547,6 +551,10 @@ class _Builder:
         if "enum" in schema or "const" in schema:
             # finitely many values: every other keyword is checked value by value
             return self.enum_parts(schema, ptr)
+        if "if" in schema:
+            rewritten = self.conditional_union(schema, ptr)
+            if rewritten is not None:
+                return rewritten
         conditions = self.dependency_unions(schema, ptr)
         if conditions:
             rest = {k: v for k, v in schema.items() if k not in _DEPENDENCY_KEYWORDS}
@@ -636,6 +644,29 @@ class _Builder:
                                       pointer=dptr)
                 out.append({"anyOf": [{"properties": {name: False}}, present]})
         return out
+
+    def conditional_union(self, schema: dict, ptr: str) -> _Parts | None:
+        """``if``/``then``/``else`` as the union ``(if and then) or (not if and else)``, when
+        the condition can be negated (``negation``, or values, patterns and types); None
+        when it cannot (``check_unsupported`` then reports ``if``)."""
+        rest = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
+        if "then" not in schema and "else" not in schema:
+            return self.parts(rest, ptr)  # a condition with no consequence asserts nothing
+        cond = schema["if"]
+        negated = self.negation(cond, ptr + "/if")
+        if negated is None and self.can_negate_natively(cond):
+            negated = {"not": cond}
+        if negated is None:
+            return None
+        union = {"anyOf": [{"allOf": [cond, schema.get("then", True)]},
+                           {"allOf": [negated, schema.get("else", True)]}]}
+        saved, self.report = self.report, Reporter(False)
+        try:  # an unsupported part of the union: report 'if', as without the rewrite
+            return self.parts({"allOf": [rest, union]}, ptr)
+        except SchemaError:
+            return None
+        finally:
+            self.report = saved
 
     def exclusive_branches(self, branches: list) -> list | None:
         """``oneOf`` as a union of disjoint branches: branch i holds and no other does,
