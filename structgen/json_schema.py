@@ -800,14 +800,14 @@ class _Builder:
                                     f"longer than {MAX_STRING_LENGTH} characters")
             return rx
         if excluded.strings:
-            rx = self.both(string_excluding(excluded.strings), rx)
+            rx = self.both(string_excluding(excluded.strings), rx, "not", ptr + "/not")
         if rx is not None and excluded.pattern is not None:
             try:
                 body = pattern_body(excluded.pattern)
             except PatternError as exc:
                 self.report.unsupported("pattern", excluded.pointer, f"{exc}")
                 return rx
-            rx = self.both('"' + body + '"', rx, negate_a=True)
+            rx = self.both('"' + body + '"', rx, "not", excluded.pointer, negate_a=True)
         return rx
 
     def apply_not(self, sub, types: set[str], ptr: str) -> set[str]:
@@ -944,7 +944,7 @@ class _Builder:
                                           ptr)
             if body is None or formatted is None:
                 return formatted
-            return self.both('"' + body + '"', formatted)
+            return self.both('"' + body + '"', formatted, "pattern", ptr)
         if fmt is not None:
             pattern = "^(?:" + FORMATS[fmt] + ")$"
             kw = "format"
@@ -974,22 +974,29 @@ class _Builder:
             return None
         if with_length is None:
             # the pattern's strings that the length counter allows (an automaton product)
-            return self.both('"' + body + '"', self.length_string(lo, hi, ptr))
+            return self.both(self.length_string(lo, hi, ptr), '"' + body + '"',
+                             "maxLength" if hi is not None else "minLength", ptr)
         return '"' + with_length + '"'
 
-    def both(self, a: str, b: str, *, negate_a: bool = False) -> str | None:
+    def both(self, a: str, b: str, keyword: str, ptr: str, *,
+             negate_a: bool = False) -> str | None:
         """Regex of the strings both ``a`` and ``b`` match (or, ``negate_a``, that ``b``
         matches and ``a`` does not; None when there are none), written with a whole-string
         lookahead; the lexer builds it as the product of the two automata
-        (``json_schema_dfa.both_dfa``)."""
+        (``json_schema_dfa.both_dfa``). A product too large for the lexer reports
+        ``keyword`` (``a`` is then dropped: what ``lenient=True`` gets)."""
         if a == b and not negate_a:
             return a
         rx = f"(?{'!' if negate_a else '='}{a}\\Z){b}"
         remember(rx, "both", a, b, negate_a)
         try:
             return rx if dfa_of(rx).accepting.any() else None
-        except GrammarError:
-            return rx  # too large to decide here: the lexer reports it
+        except GrammarError as exc:
+            size = re.search(r"needs (\d+ byte states \(limit \d+\))", str(exc))
+            self.report.unsupported(keyword, ptr, "together with the other string keywords "
+                                    "this needs too large an automaton"
+                                    + (f" ({size.group(1)})" if size else ""))
+            return b
 
     def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
         why = (f"string length limits above {MAX_STRING_LENGTH} are not enforced (the "

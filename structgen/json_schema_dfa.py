@@ -19,7 +19,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .errors import RegexError
 from .regex_dfa import (
+    DEFAULT_MAX_STATES,
     ByteDFA,
     _trim_and_minimize,
     dfa_intersection,
@@ -58,10 +60,16 @@ def _build(kind: str, args: tuple) -> ByteDFA | None:
 
 
 def dfa_of(regex: str) -> ByteDFA:
-    """The automaton of ``regex``, built directly when it was remembered."""
+    """The automaton of ``regex``, built directly when it was remembered; RegexError when
+    it is larger than the lexer takes (as ``regex_to_dfa``)."""
     spec = _SPECS.get(regex)
     dfa = _build(*spec) if spec is not None else None
-    return dfa if dfa is not None else regex_to_dfa(regex)
+    if dfa is None:
+        return regex_to_dfa(regex)
+    if dfa.n_states > DEFAULT_MAX_STATES:
+        raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
+                         f"(limit {DEFAULT_MAX_STATES})")
+    return dfa
 
 
 def both_dfa(a: str, b: str, negate_a: bool = False) -> ByteDFA:

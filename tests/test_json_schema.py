@@ -319,6 +319,9 @@ def test_order_is_the_schemas(compiler, encode):
     ({"properties": {"a": {"not": {"minLength": 2}}}}, "not", "/properties/a/not"),
     ({"anyOf": [{"pattern": "a"}, {"pattern": "b"}], "allOf": [{"pattern": "c"}]}, "pattern",
      "/anyOf/0"),
+    # the product of a Unicode \w pattern and a length count is too large an automaton
+    ({"properties": {"t": {"type": "string", "pattern": "^(\\w|/)+$", "maxLength": 255}}},
+     "maxLength", "/properties/t"),
     ({"$defs": {"s": {"type": "string", "pattern": "(?=a)b"}}, "$ref": "#/$defs/s"},
      "pattern", "/$defs/s"),
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "oneOf", ""),
