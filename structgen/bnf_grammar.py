@@ -55,7 +55,7 @@ def grammar_from_bnf(rules: dict[str, list[list[str]]], terminals: list[BnfTermi
     Raises :class:`NotLalrError` for a reduce/reduce conflict or a rule written twice, and
     :class:`GrammarError` for an undefined name or a terminal that matches the empty string.
     """
-    from .grammar import Grammar, Terminal, _renumber_states
+    from .grammar import Grammar, Terminal
 
     if start not in rules:
         raise GrammarError(f"no start rule {start!r}")
@@ -98,8 +98,9 @@ def grammar_from_bnf(rules: dict[str, list[list[str]]], terminals: list[BnfTermi
     conflicts = [f"Shift/Reduce conflict for terminal {_terminal_name(kept_terms, term)}: "
                  f"(resolving as shift) * {_describe(names[r])}"
                  for term, r in tables.shift_reduce]
-    action, goto, (start_state, end_state) = _renumber_states(
-        tables.action, tables.goto, (tables.start_state, tables.end_state))
+    # already numbered breadth first, as _renumber_states would number them
+    action, goto = tables.action, tables.goto
+    start_state, end_state = tables.start_state, tables.end_state
     grammar = Grammar(
         source=source, start=start,
         terminals=tuple(Terminal(name=t.name, regex=t.regex, priority=t.priority,

@@ -31,8 +31,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from lark.load_grammar import eval_escaping
-
 from .bnf_grammar import BnfTerminal, NotLalrError, grammar_from_bnf
 from .errors import ConfigurationError, GrammarError
 from .json_schema_dfa import dfa_of, register_for_lark, remember
@@ -385,7 +383,7 @@ class _Builder:
         text = _lark_regex(rx)
         # the lexer builds some of the regexes written here directly (json_schema_dfa); it
         # sees them as Lark hands them on, escapes evaluated
-        value = eval_escaping(text)
+        value = lark_unescape(text)
         register_for_lark(rx, value)
         return self._term("/" + text + "/", hint, priority, value=value, is_literal=False)
 
@@ -1709,6 +1707,41 @@ class _Builder:
 # ----------------------------------------------------------------------------------------------
 
 _LARK_ESCAPE = re.compile(r'\\\\"|\\.|/|\n', re.S)
+
+
+_LARK_UNESCAPE = re.compile(r'\\\\"|\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)',
+                            re.S)
+_LARK_CHAR_ESCAPES = {"n": "\n", "f": "\f", "t": "\t", "r": "\r"}
+
+
+def lark_unescape(text: str) -> str:
+    """What Lark makes of the text between the slashes of ``/regex/``
+    (``lark.load_grammar.eval_escaping``, which builds a Python literal and evaluates it):
+    ``\\n \\f \\t \\r \\xHH \\uHHHH \\UHHHHHHHH`` become the characters, ``\\"`` a quote, a
+    doubled backslash before a quote one backslash, any other escape stays. Written out here
+    because evaluating a literal per terminal was a tenth of a schema's compile;
+    ``tests/test_json_schema.py`` compares the two."""
+    if "\\" not in text:
+        return text
+    if (len(text) - len(text.rstrip("\\"))) % 2:
+        raise GrammarError(f"regex {text!r} ends in the middle of an escape")
+
+    def sub(m) -> str:
+        t = m.group(0)
+        if t == '\\\\"':
+            return '\\"'
+        c = t[1]
+        if c in _LARK_CHAR_ESCAPES:
+            return _LARK_CHAR_ESCAPES[c]
+        if c in "xuU" and len(t) > 2:
+            return chr(int(t[2:], 16))
+        if c == '"':
+            return '"'
+        if c in "xuU":  # a malformed escape: Lark's literal fails to evaluate
+            raise GrammarError(f"bad escape in regex {text!r}")
+        return t
+
+    return _LARK_UNESCAPE.sub(sub, text)
 
 
 def _lark_regex(rx: str) -> str:

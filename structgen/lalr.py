@@ -38,7 +38,8 @@ class BnfRule:
 class LalrTables:
     """Tables in :class:`structgen.grammar.Grammar`'s encoding (``action``: 0 error, ``s + 1``
     shift, ``-(r + 1)`` reduce by rule ``r``; column ``n_terminals`` is end of input; ``goto``:
-    -1 none), states numbered in discovery order (the caller renumbers)."""
+    -1 none), states numbered breadth first from the start (successors by terminal, then by
+    nonterminal, in column order), as ``grammar._renumber_states`` numbers Lark's."""
 
     action: np.ndarray
     goto: np.ndarray
@@ -135,7 +136,10 @@ class _Analysis:
                 for sym, items in self.first_moves[a].items():
                     moves.setdefault(sym, []).extend(items)
             out: dict[int, int] = {}
-            for sym, items in moves.items():
+            # successors by shifted terminal, then by nonterminal, each in column order: the
+            # states come out numbered breadth first as grammar._renumber_states numbers them
+            for sym in sorted(moves, key=_column_order):
+                items = moves[sym]
                 k = tuple(sorted(items))
                 t = index.get(k)
                 if t is None:
@@ -220,6 +224,10 @@ class _Analysis:
             raise ReduceReduceConflict(reduce_reduce)
         end_state = next(s for s, k in enumerate(self.kernels) if (self.root, 1) in k)
         return LalrTables(action, goto, 0, end_state, shift_reduce)
+
+
+def _column_order(sym: int) -> tuple[bool, int]:
+    return (sym < 0, sym if sym >= 0 else ~sym)
 
 
 class ReduceReduceConflict(GrammarError):

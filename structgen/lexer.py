@@ -122,6 +122,7 @@ class LexerContexts:
         self._built: dict[int, ContextDFA] = dict(enumerate(prebuilt or ()))
         self._any: ContextDFA | bool | None = None
         self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._term_classes: dict[int, np.ndarray] = {}
         if prebuilt is not None and len(prebuilt) != len(self.context_terminals):
             raise GrammarError("saved lexer contexts do not match the grammar")
         # tie-break key when several terminals match the same longest lexeme
@@ -169,16 +170,27 @@ class LexerContexts:
             self._table = (np.concatenate(rows), np.concatenate(accepting), offsets)
         return self._table
 
+    def _terminal_byte_classes(self, t: int) -> np.ndarray:
+        """Per byte, its class for terminal ``t`` alone (bytes with the same successor from
+        every state of ``t``), computed once per terminal: a grammar's contexts share most
+        of their terminals."""
+        found = self._term_classes.get(t)
+        if found is None:
+            table, _, offsets = self._all_terminals_table()
+            cols = np.ascontiguousarray(table[offsets[t]:offsets[t + 1]].T)
+            found = self._term_classes[t] = _unique_rows(cols)[2].reshape(-1)
+        return found
+
     def _byte_classes(self, terms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Bytes that every terminal of ``terms`` treats alike (the same successor from each
         of their states) form a class; a product state's successors are computed once per
         class. Returns each class's smallest byte, in byte order (so new states are still
         met in byte order), and each byte's class."""
-        table, _, offsets = self._all_terminals_table()
         if not terms:
             return np.zeros(1, dtype=np.int64), np.zeros(256, dtype=np.int64)
-        states = np.concatenate([np.arange(offsets[t], offsets[t + 1]) for t in terms])
-        _, first, inverse = _unique_rows(np.ascontiguousarray(table[states].T))
+        # two bytes are alike for the set when they are alike for each terminal
+        per_terminal = np.stack([self._terminal_byte_classes(t) for t in terms], axis=1)
+        _, first, inverse = _unique_rows(np.ascontiguousarray(per_terminal))
         by_byte = np.argsort(first)
         rank = np.empty(len(first), dtype=np.int64)
         rank[by_byte] = np.arange(len(first))

@@ -634,3 +634,25 @@ def test_format_regexes_agree_with_python():
         day += datetime.timedelta(days=37)
     assert not rx["date"].fullmatch("2100-02-29") and rx["date"].fullmatch("2000-02-29")
     assert rx["uuid"].fullmatch(str(uuid.UUID(int=12345)))
+
+
+def test_lark_unescape_is_larks():
+    """The schema front end's copy of Lark's regex unescaping (it skips evaluating a Python
+    literal per terminal) against Lark's own, on random escape-heavy texts."""
+    from lark.load_grammar import eval_escaping
+
+    from structgen.errors import GrammarError
+    from structgen.json_schema import lark_unescape
+
+    rng = random.Random(7)
+    alphabet = ['\\', '"', "'", "n", "x", "u", "U", "a", "0", "f", "F", "/", "t", "r", "N", "é",
+                "\n", "{", "2", "b"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        try:
+            expected = eval_escaping(text)
+        except Exception:  # noqa: BLE001 - Lark raises several kinds for a bad escape
+            with pytest.raises(GrammarError):
+                lark_unescape(text)
+            continue
+        assert lark_unescape(text) == expected, text

@@ -77,6 +77,8 @@ def test_builtin_grammars_get_lark_tables(name):
     tables = lalr_tables(bnf, len(terms), len(nts), nt_index[start])
     action, goto, (s0, end) = _renumber_states(tables.action, tables.goto,
                                                 (tables.start_state, tables.end_state))
+    # the tables come numbered as _renumber_states numbers them
+    assert np.array_equal(action, tables.action) and np.array_equal(goto, tables.goto)
     assert (s0, end) == (lark_grammar.start_state, lark_grammar.end_state)
 
     def rule_of(r):
