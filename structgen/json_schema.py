@@ -94,13 +94,14 @@ SUPPORTED_KEYWORDS = {
     "minProperties / maxProperties": "exact (counted in the grammar)",
     "items / prefixItems / additionalItems": "draft 7 tuple form and 2020-12 form",
     "minItems / maxItems": "exact",
-    "minLength / maxLength": "exact up to 512 characters; also with pattern (one repeated part) "
-                              "and format",
+    "minLength / maxLength": "exact at any length on a plain string (over 512 characters it is "
+                              "lexed in pieces of 128); beside pattern or format as the product "
+                              "of the two automata (reported when too large for the lexer)",
     "pattern": "Python re syntax and ECMA \\p{...} general categories; lookaround and "
                "back-references reported",
     "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
-              "uri-reference, json-pointer, relative-json-pointer; non-standard formats are "
-              "annotations",
+              "uri-reference, json-pointer, relative-json-pointer (also beside a pattern); "
+              "non-standard formats are annotations",
     "minimum / maximum / exclusive*": "exact for integers and decimals",
     "multipleOf": "integers (exact); numbers with an integer multipleOf",
     "anyOf": "exact: type-wise union, objects and arrays merged state by state",
