@@ -1015,6 +1015,9 @@ class _Builder:
     # -- numbers ----------------------------------------------------------------------------
     def number_regex(self, schema: dict, ptr: str, *, integer: bool) -> str | None:
         lo, lo_x, hi, hi_x = _bounds(schema, ptr)
+        # a zero fraction (1.0) is an integer value; only drafts 3 and 4 deny that it is of
+        # type integer (a whole multipleOf allows it in every draft)
+        zero_fraction = self.zero_fraction_integers or not integer
         mult = schema.get("multipleOf")
         if mult is not None:
             if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
@@ -1039,7 +1042,7 @@ class _Builder:
                 rx = int_range(ilo, ihi)
             if rx is None:
                 return None
-            return f"(?:{rx})(?:\\.0+)?" if self.zero_fraction_integers else rx
+            return f"(?:{rx})(?:\\.0+)?" if zero_fraction else rx
         if lo is None and hi is None:
             return NUMBER
         return decimal_range(lo, lo_x, hi, hi_x)

@@ -241,6 +241,9 @@ CASES = [
      {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
       "properties": {"id": {"type": "integer"}, "n": {"type": "integer", "minimum": 1}}},
      [{"id": 12345, "n": 2}], ['{"id": 12345.0}', '{"n": 2.0}', '{"id": 1.5}']),
+    ("draft 4 whole multipleOf of a number allows a zero fraction",
+     {"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "multipleOf": 1,
+      "maximum": 100}, [3, 3.0, 100.0], [3.5, 101.0]),
     ("patternProperties", {"type": "object", "patternProperties": {
         "^x-": {"type": "integer"}, "^y-": {"type": "string"}}, "additionalProperties": False},
      [{"x-a": 1, "y-b": "s"}], [{"x-a": "s"}, {"z": 1}]),
