@@ -78,8 +78,10 @@ MAX_ENUMERATED_INTEGERS = 2_000
 MAX_OVERLAPPING_PATTERNS = 4  # patternProperties regions: 2**n of them
 # A string of at most n characters needs about 21 n lexer states (escapes, UTF-8 bytes).
 MAX_STRING_LENGTH = 512
-# longer strings are lexed in pieces of this many characters (json_schema_dfa.length_dfa)
+# longer strings are lexed in pieces of this many characters (json_schema_dfa.length_dfa),
+# up to this many pieces
 LONG_STRING_PIECE = 128
+MAX_LONG_STRING = 2048 * LONG_STRING_PIECE
 _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 MAX_ONEOF_NEGATED = 8  # oneOf branches rewritten as "this one and none of the others"
 
@@ -94,9 +96,10 @@ SUPPORTED_KEYWORDS = {
     "minProperties / maxProperties": "exact (counted in the grammar)",
     "items / prefixItems / additionalItems": "draft 7 tuple form and 2020-12 form",
     "minItems / maxItems": "exact",
-    "minLength / maxLength": "exact at any length on a plain string (over 512 characters it is "
-                              "lexed in pieces of 128); beside pattern or format as the product "
-                              "of the two automata (reported when too large for the lexer)",
+    "minLength / maxLength": "exact up to 262,144 characters on a plain string (over 512 it "
+                              "is lexed in pieces of 128); beside pattern or format as the "
+                              "product of the two automata (reported when too large for the "
+                              "lexer)",
     "pattern": "Python re syntax and ECMA \\p{...} general categories; lookaround and "
                "back-references reported",
     "format": "date-time, date, time, duration, email, hostname, ipv4, ipv6, uuid, uri, "
@@ -953,7 +956,19 @@ class _Builder:
             if lo == 0 and hi is None:
                 return ANY_STRING
             if lo > MAX_STRING_LENGTH or (hi is not None and hi > MAX_STRING_LENGTH):
-                return (lo, hi)  # a long string: parsed in pieces (long_string_rule)
+                # a long string: parsed in pieces (long_string_rule), counted by a chain of
+                # rules whose length (and the parse tables, a row per chain state) is bounded
+                why = (f"string lengths above {MAX_LONG_STRING:,} characters are not enforced "
+                       "(the chain of pieces that counts them would be too long)")
+                if hi is not None and hi > MAX_LONG_STRING:
+                    self.report.unsupported("maxLength", ptr, why)
+                    hi = None
+                if lo > MAX_LONG_STRING:
+                    self.report.unsupported("minLength", ptr, why)
+                    lo = 0
+                if lo == 0 and hi is None:
+                    return ANY_STRING
+                return (lo, hi)
             return self.length_string(lo, hi, ptr)
         if not isinstance(pattern, str):
             raise SchemaError("must be a string", keyword="pattern", pointer=ptr)
@@ -1855,24 +1870,31 @@ def _fullmatch(rx: str, text: str) -> bool:
 
 
 def _prune(rules: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Drop alternatives that use rules deriving no string (dead union or chain states)."""
-    productive: set[str] = set()
-    changed = True
+    """Drop alternatives that use rules deriving no string (dead union or chain states).
+
+    A worklist over the alternatives, each waiting on its rules not yet known productive:
+    linear in the grammar (a pass-until-nothing-changes loop is quadratic on the long chains
+    that counted repetitions and long strings build)."""
     split = {n: [a.split() for a in dict.fromkeys(alts)] for n, alts in rules.items()}
-    while changed:
-        changed = False
-        for n, alts in split.items():
-            if n in productive:
-                continue
-            for a in alts:
-                if all(sym not in split or sym in productive for sym in a):
-                    productive.add(n)
-                    changed = True
-                    break
-    out = {}
+    waiting: dict[str, list[tuple[str, int]]] = {}  # rule -> alternatives that use it
+    missing: dict[tuple[str, int], int] = {}
+    productive: set[str] = set()
+    todo: list[str] = []
     for n, alts in split.items():
-        if n not in productive:
-            continue
-        out[n] = [" ".join(a) for a in alts if all(sym not in split or sym in productive
-                                                    for sym in a)]
-    return out
+        for k, a in enumerate(alts):
+            uses = {sym for sym in a if sym in split}
+            missing[(n, k)] = len(uses)
+            for sym in uses:
+                waiting.setdefault(sym, []).append((n, k))
+            if not uses and n not in productive:
+                productive.add(n)
+                todo.append(n)
+    while todo:
+        for n, k in waiting.get(todo.pop(), ()):
+            missing[(n, k)] -= 1
+            if missing[(n, k)] == 0 and n not in productive:
+                productive.add(n)
+                todo.append(n)
+    return {n: [" ".join(a) for a in alts if all(sym not in split or sym in productive
+                                                 for sym in a)]
+            for n, alts in split.items() if n in productive}

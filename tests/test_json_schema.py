@@ -322,6 +322,7 @@ def test_order_is_the_schemas(compiler, encode):
     ({"properties": {"a": {"not": {"minLength": 2}}}}, "not", "/properties/a/not"),
     ({"anyOf": [{"pattern": "a"}, {"pattern": "b"}], "allOf": [{"pattern": "c"}]}, "pattern",
      "/anyOf/0"),
+    ({"type": "string", "maxLength": 10**6}, "maxLength", ""),
     # the product of a Unicode \w pattern and a length count is too large an automaton
     ({"properties": {"t": {"type": "string", "pattern": "^(\\w|/)+$", "maxLength": 255}}},
      "maxLength", "/properties/t"),
@@ -659,3 +660,31 @@ def test_lark_unescape_is_larks():
                 lark_unescape(text)
             continue
         assert lark_unescape(text) == expected, text
+
+
+def test_prune_keeps_what_derives_a_string():
+    """The worklist pruning against the definition (a rule is productive when one of its
+    alternatives uses only terminals and productive rules; iterate to a fixpoint)."""
+    from structgen.json_schema import _prune
+
+    def by_definition(rules):
+        split = {n: [a.split() for a in dict.fromkeys(alts)] for n, alts in rules.items()}
+        productive: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for n, alts in split.items():
+                if n not in productive and any(
+                        all(s not in split or s in productive for s in a) for a in alts):
+                    productive.add(n)
+                    changed = True
+        return {n: [" ".join(a) for a in alts
+                    if all(s not in split or s in productive for s in a)]
+                for n, alts in split.items() if n in productive}
+
+    rng = random.Random(3)
+    for _ in range(2_000):
+        names = [f"r{i}" for i in range(rng.randint(1, 8))]
+        rules = {n: [" ".join(rng.choice(names + ["T", "U"]) for _ in range(rng.randint(0, 3)))
+                     for _ in range(rng.randint(1, 3))] for n in names}
+        assert _prune(rules) == by_definition(rules), rules
