@@ -98,20 +98,18 @@ def grammar_from_bnf(rules: dict[str, list[list[str]]], terminals: list[BnfTermi
     conflicts = [f"Shift/Reduce conflict for terminal {_terminal_name(kept_terms, term)}: "
                  f"(resolving as shift) * {_describe(names[r])}"
                  for term, r in tables.shift_reduce]
-    # already numbered breadth first, as _renumber_states would number them
-    action, goto = tables.action, tables.goto
-    start_state, end_state = tables.start_state, tables.end_state
+    # the tables come numbered breadth first, as _renumber_states numbers Lark's
     grammar = Grammar(
         source=source, start=start,
         terminals=tuple(Terminal(name=t.name, regex=t.regex, priority=t.priority,
                                  is_literal=t.is_literal, is_ignored=False, rank=rank[t.name],
                                  literal=t.value if t.is_literal else None)
                         for t in kept_terms),
-        action=action, goto=goto,
+        action=tables.action, goto=tables.goto,
         rule_lhs=np.array([r.lhs for r in bnf], dtype=np.int32),
         rule_len=np.array([len(r.rhs) for r in bnf], dtype=np.int32),
         rule_names=tuple(n for n, _ in names), nonterminal_names=tuple(nonterminals),
-        start_state=start_state, end_state=end_state)
+        start_state=tables.start_state, end_state=tables.end_state)
     return grammar, conflicts
 
 

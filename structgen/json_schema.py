@@ -655,16 +655,20 @@ class _Builder:
         if "then" not in schema and "else" not in schema:
             return self.parts(rest, ptr)  # a condition with no consequence asserts nothing
         cond = schema["if"]
-        negated = self.negation(cond, ptr + "/if")
-        if negated is None and self.can_negate_natively(cond):
-            negated = {"not": cond}
+        negated = self.negated(cond, ptr + "/if")
         if negated is None:
             return None
         union = {"anyOf": [{"allOf": [cond, schema.get("then", True)]},
                            {"allOf": [negated, schema.get("else", True)]}]}
+        # an unsupported part of the union: report 'if', as without the rewrite
+        return self.parts_if_supported({"allOf": [rest, union]}, ptr)
+
+    def parts_if_supported(self, schema, ptr: str) -> _Parts | None:
+        """``parts`` of a rewritten schema, or None when some keyword in it would be reported
+        (the caller then reports its own keyword, as if it had not tried the rewrite)."""
         saved, self.report = self.report, Reporter(False)
-        try:  # an unsupported part of the union: report 'if', as without the rewrite
-            return self.parts({"allOf": [rest, union]}, ptr)
+        try:
+            return self.parts(schema, ptr)
         except SchemaError:
             return None
         finally:
@@ -675,16 +679,20 @@ class _Builder:
         ``B_i and not B_j (j != i)``; None when some branch has no negation here."""
         if not 1 < len(branches) <= MAX_ONEOF_NEGATED:
             return None
-        negated = []
-        for b in branches:
-            n = self.negation(b, "")
-            if n is None and self.can_negate_natively(b):
-                n = {"not": b}
-            if n is None:
-                return None
-            negated.append(n)
+        negated = [self.negated(b, "") for b in branches]
+        if any(n is None for n in negated):
+            return None
         return [{"allOf": [b, *(n for j, n in enumerate(negated) if j != i)]}
                 for i, b in enumerate(branches)]
+
+    def negated(self, sub, ptr: str):
+        """A schema meaning ``{"not": sub}`` that structgen enforces: ``negation``'s rewrite,
+        else ``{"not": sub}`` itself when ``_parts`` enforces that (values, patterns, types);
+        None when neither."""
+        positive = self.negation(sub, ptr)
+        if positive is None and self.can_negate_natively(sub):
+            return {"not": sub}
+        return positive
 
     def can_negate_natively(self, sub) -> bool:
         """Whether ``_parts`` enforces ``{"not": sub}`` itself (values, patterns, types)."""
@@ -728,7 +736,7 @@ class _Builder:
             required = set(sub.get("required", []))
             types = self.allowed_types(sub, ptr) if "type" in sub else None
             if not required <= {name} or (types is not None and types != {"object"}) or \
-                    not (self.negation(psub, ptr) is not None or self.can_negate_natively(psub)):
+                    self.negated(psub, ptr) is None:
                 return None
             wrong = {"required": [name], "properties": {name: {"not": psub}}}
             objects = {"anyOf": [{"properties": {name: False}}, wrong]} if required else wrong
@@ -958,14 +966,9 @@ class _Builder:
             if lo > MAX_STRING_LENGTH or (hi is not None and hi > MAX_STRING_LENGTH):
                 # a long string: parsed in pieces (long_string_rule), counted by a chain of
                 # rules whose length (and the parse tables, a row per chain state) is bounded
-                why = (f"string lengths above {MAX_LONG_STRING:,} characters are not enforced "
-                       "(the chain of pieces that counts them would be too long)")
-                if hi is not None and hi > MAX_LONG_STRING:
-                    self.report.unsupported("maxLength", ptr, why)
-                    hi = None
-                if lo > MAX_LONG_STRING:
-                    self.report.unsupported("minLength", ptr, why)
-                    lo = 0
+                lo, hi = self.capped_lengths(lo, hi, MAX_LONG_STRING, ptr, (
+                    f"string lengths above {MAX_LONG_STRING:,} characters are not enforced "
+                    "(the chain of pieces that counts them would be too long)"))
                 if lo == 0 and hi is None:
                     return ANY_STRING
                 return (lo, hi)
@@ -1012,15 +1015,22 @@ class _Builder:
                                     + (f" ({size.group(1)})" if size else ""))
             return b
 
-    def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
-        why = (f"string length limits above {MAX_STRING_LENGTH} are not enforced (the "
-               "lexer's automaton would be too large)")
-        if hi is not None and hi > MAX_STRING_LENGTH:
+    def capped_lengths(self, lo: int, hi: int | None, limit: int, ptr: str,
+                       why: str) -> tuple[int, int | None]:
+        """``lo`` and ``hi`` with each bound over ``limit`` reported (and, for
+        ``lenient=True``, dropped)."""
+        if hi is not None and hi > limit:
             self.report.unsupported("maxLength", ptr, why)
             hi = None
-        if lo > MAX_STRING_LENGTH:
+        if lo > limit:
             self.report.unsupported("minLength", ptr, why)
             lo = 0
+        return lo, hi
+
+    def length_string(self, lo: int, hi: int | None, ptr: str) -> str:
+        lo, hi = self.capped_lengths(lo, hi, MAX_STRING_LENGTH, ptr, (
+            f"string length limits above {MAX_STRING_LENGTH} are not enforced (the lexer's "
+            "automaton would be too large)"))
         if lo == 0 and hi is None:
             return ANY_STRING
         rx = f'"{ANY_UNIT}{{{lo},}}"' if hi is None else f'"{ANY_UNIT}{{{lo},{hi}}}"'
@@ -1200,11 +1210,10 @@ class _Builder:
         if len(parts.strings) == 1 and parts.strings[0][0] == "re" and \
                 parts.strings[0][1] == ANY_STRING:
             return string_excluding(declared)
-        strings = parts.strings
-        if any(k == "long" for k, _ in strings):  # a key is one terminal: no pieces
-            self.report.unsupported("maxLength", ptr + "/propertyNames", "property names "
-                                    f"longer than {MAX_STRING_LENGTH} characters")
-            strings = [("re", ANY_STRING) if k == "long" else (k, v) for k, v in strings]
+        # a key is one terminal: no pieces
+        strings = self.without_long_strings(parts.strings, ptr + "/propertyNames",
+                                            f"property names longer than {MAX_STRING_LENGTH} "
+                                            "characters")
         rx = _strings_regex(strings)
         if any(_fullmatch(rx, json_literal(d)) for d in declared):
             self.report.unsupported("propertyNames", ptr, "declared properties also match "
@@ -1354,13 +1363,9 @@ class _Builder:
                 if exclusive is not None:
                     # a negation it needs may itself be unsupported: then oneOf is what is
                     # reported, as before the attempt
-                    saved, self.report = self.report, Reporter(False)
-                    try:
-                        return self.parts({**siblings, "anyOf": exclusive}, ptr)
-                    except SchemaError:
-                        pass
-                    finally:
-                        self.report = saved
+                    found = self.parts_if_supported({**siblings, "anyOf": exclusive}, ptr)
+                    if found is not None:
+                        return found
                 i, j = overlaps[0]
                 self.report.unsupported("oneOf", ptr, f"branches {i} and {j} may both match a "
                                         "value; oneOf is enforced only when its branches are "
@@ -1451,9 +1456,9 @@ class _Builder:
                 alts.append(self.long_string_rule(*strings[0][1], ptr))
                 strings = []
             else:  # beside other strings in one terminal: the bounds cannot be kept
-                self.report.unsupported("maxLength", ptr, "a string length limit above "
-                                        f"{MAX_STRING_LENGTH} in a union with other strings")
-                strings = [("re", ANY_STRING) if k == "long" else (k, s) for k, s in strings]
+                strings = self.without_long_strings(strings, ptr, "a string length limit above "
+                                                    f"{MAX_STRING_LENGTH} in a union with other "
+                                                    "strings")
         if strings:
             if all(k == "lit" for k, _ in strings):
                 alts.extend(self.lit(s, "S") for _, s in strings)
@@ -1472,6 +1477,14 @@ class _Builder:
         if parts.arrays:
             alts.append(self.array_rule(parts.arrays, ptr))
         return alts
+
+    def without_long_strings(self, strings: list, ptr: str, why: str) -> list:
+        """``strings`` where a long string (pieces, see ``long_string_rule``) cannot be used:
+        its bounds reported (``maxLength``), and dropped for ``lenient=True``."""
+        if not any(k == "long" for k, _ in strings):
+            return strings
+        self.report.unsupported("maxLength", ptr, why)
+        return [("re", ANY_STRING) if k == "long" else (k, v) for k, v in strings]
 
     def long_string_rule(self, lo: int, hi: int | None, ptr: str) -> str:
         """A string of ``lo`` to ``hi`` characters when that is too long for one automaton:

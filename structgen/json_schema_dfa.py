@@ -19,10 +19,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import RegexError
 from .regex_dfa import (
     DEFAULT_MAX_STATES,
     ByteDFA,
+    _finished,
     _trim_and_minimize,
     dfa_intersection,
     regex_to_dfa,
@@ -66,10 +66,7 @@ def dfa_of(regex: str) -> ByteDFA:
     dfa = _build(*spec) if spec is not None else None
     if dfa is None:
         return regex_to_dfa(regex)
-    if dfa.n_states > DEFAULT_MAX_STATES:
-        raise RegexError(f"regex {regex!r} needs {dfa.n_states} byte states "
-                         f"(limit {DEFAULT_MAX_STATES})")
-    return dfa
+    return _finished(regex, dfa, DEFAULT_MAX_STATES)
 
 
 def both_dfa(a: str, b: str, negate_a: bool = False) -> ByteDFA:

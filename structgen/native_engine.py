@@ -146,8 +146,9 @@ class NativeMasker:
         newline = [t.name for t in grammar.terminals].index(grammar.postlex.newline)
         n = sum(len(t) for t in trans)
         out = np.zeros(n, dtype=bool)
-        for q in range(min(n, len(alive_ptr) - 1)):
-            out[q] = newline in alive_terms[alive_ptr[q]:alive_ptr[q + 1]]
+        # the state whose run of alive_terms holds each newline entry
+        at = np.flatnonzero(alive_terms == newline)
+        out[np.searchsorted(alive_ptr, at, side="right") - 1] = True
         return out
 
     # --- thread conversion ---------------------------------------------------------------
