@@ -21,6 +21,9 @@ cdef enum:
     MEMO_MIN_TOKENS = 1024  # walks this long memoize thread viability
 
 
+include "summary.pxi"
+
+
 cdef struct Thread:
     int32_t node
     int32_t q
@@ -36,6 +39,24 @@ cdef struct TSet:
     Thread t[MAX_THREADS]
 
 
+# feed()'s results per terminal, for the last stack shape (see Slots) it was fed on: how many
+# nodes the reductions popped below the top, and the states then pushed. A walk feeds one
+# terminal on many equal stacks (every "name," token reduces the same NAME node's chain), and
+# replaying the pushes skips the reductions.
+cdef enum:
+    FEED_MAX_PUSH = 4
+
+
+cdef struct FeedMemo:
+    int32_t* below           # as in Slots: the node below the top, or the top itself
+    int32_t* birth
+    int32_t* state           # the top's state, or SLOT_SELF
+    int32_t* result          # a node index >= 0 stands for "pushed these", else -1 / UNKNOWN
+    int32_t* pops
+    int32_t* n_push
+    int32_t* pushed          # FEED_MAX_PUSH states per terminal
+
+
 cdef struct Arena:
     int32_t* state
     int32_t* parent
@@ -45,29 +66,41 @@ cdef struct Arena:
     int32_t size
     int32_t cap
     int32_t failed
+    FeedMemo* feeds          # feed() results kept by stack shape, or NULL
 
 
-# One answer per key about one stack node: the node it was computed for, that node's birth
-# (telling it from a later node in the same arena slot), and the answer.
+# One answer per key about one stack. A stack is told by its top node's state and the node
+# below it (that node's birth telling it from a later node in the same arena slot): tokens
+# under different trie prefixes that end a lexeme the same way push equal tops on the same
+# node ("name," and "count," both push NAME's state on the node below), and their answers are
+# one. A top node with no node below, or with an indentation column, is told by itself.
 cdef struct Slots:
     int32_t* node
     int32_t* birth
+    int32_t* state           # the top node's state, or SLOT_SELF when ``node`` is the top
     int8_t* value
 
 
-# What a walk remembers: the viability of (node, lexer state) pairs, and the outcome of feeding
-# a terminal on a node (lexer states that differ only in which keyword prefix they are in
-# share these). Tokens under one trie prefix end on the same few nodes, so most lookups hit.
+# What a walk remembers: the viability of (stack, lexer state) pairs, and the outcome of
+# feeding a terminal on a stack (lexer states that differ only in which keyword prefix they
+# are in share these). Tokens under one trie prefix end on the same few stacks, so most
+# lookups hit.
 cdef struct Memo:
     Slots states
     Slots terms
+    FeedMemo feeds
+
+
+cdef enum:
+    SLOT_SELF = -2147483647
 
 
 cdef int slots_init(Slots* s, int32_t n) noexcept nogil:
     s.node = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
     s.birth = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    s.state = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
     s.value = <int8_t*>malloc(max(n, 1) * sizeof(int8_t))
-    if s.node == NULL or s.birth == NULL or s.value == NULL:
+    if s.node == NULL or s.birth == NULL or s.state == NULL or s.value == NULL:
         return -1
     memset(s.node, 0xFF, max(n, 1) * sizeof(int32_t))  # -1: no node
     return 0
@@ -76,23 +109,34 @@ cdef int slots_init(Slots* s, int32_t n) noexcept nogil:
 cdef void slots_free(Slots* s) noexcept nogil:
     free(s.node)
     free(s.birth)
+    free(s.state)
     free(s.value)
-    s.node = s.birth = NULL
+    s.node = s.birth = s.state = NULL
     s.value = NULL
 
 
 cdef inline int slots_get(const Slots* s, int32_t key, const Arena* a,
                           int32_t node) noexcept nogil:
-    """The answer kept for ``key`` about ``node``, or -3 when there is none."""
-    if s.node[key] == node and s.birth[key] == a.birth[node]:
+    """The answer kept for ``key`` about the stack topped by ``node``, or -3 when there is
+    none."""
+    cdef int32_t below = a.parent[node], top = a.state[node]
+    if below < 0 or a.aux[node] != 0:
+        below = node
+        top = SLOT_SELF
+    if s.node[key] == below and s.birth[key] == a.birth[below] and s.state[key] == top:
         return s.value[key]
     return -3
 
 
 cdef inline void slots_put(Slots* s, int32_t key, const Arena* a, int32_t node,
                            int value) noexcept nogil:
-    s.node[key] = node
-    s.birth[key] = a.birth[node]
+    cdef int32_t below = a.parent[node], top = a.state[node]
+    if below < 0 or a.aux[node] != 0:
+        below = node
+        top = SLOT_SELF
+    s.node[key] = below
+    s.birth[key] = a.birth[below]
+    s.state[key] = top
     s.value[key] = <int8_t>value
 
 
@@ -130,6 +174,10 @@ cdef struct Tables:
     int32_t final_newline  # a post-lexer grammar: the text is read as followed by a line break
     const int8_t* bracket_delta
     const uint8_t* indent_state
+    # subtree summaries (summary.pxi) for walks of the whole vocabulary in trie order
+    SummaryCache* summaries    # NULL: none
+    const int32_t* full_seq    # that order (a walk of another sequence uses no summary)
+    const int32_t* full_lcp
 
 
 cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
@@ -141,6 +189,7 @@ cdef int arena_init(Arena* a, int32_t cap) noexcept nogil:
     a.size = 0
     a.cap = cap
     a.failed = 0
+    a.feeds = NULL
     return 0 if (a.state != NULL and a.parent != NULL and a.aux != NULL
                  and a.birth != NULL) else -1
 
@@ -190,8 +239,92 @@ cdef inline int32_t arena_push(Arena* a, int32_t state, int32_t parent) noexcept
     return a.size - 1
 
 
+cdef int feed_memo_init(FeedMemo* m, int32_t n_terms) noexcept nogil:
+    cdef int32_t n = max(n_terms, 1)
+    m.below = <int32_t*>malloc(n * sizeof(int32_t))
+    m.birth = <int32_t*>malloc(n * sizeof(int32_t))
+    m.state = <int32_t*>malloc(n * sizeof(int32_t))
+    m.result = <int32_t*>malloc(n * sizeof(int32_t))
+    m.pops = <int32_t*>malloc(n * sizeof(int32_t))
+    m.n_push = <int32_t*>malloc(n * sizeof(int32_t))
+    m.pushed = <int32_t*>malloc(n * FEED_MAX_PUSH * sizeof(int32_t))
+    if m.below == NULL or m.birth == NULL or m.state == NULL or m.result == NULL \
+            or m.pops == NULL or m.n_push == NULL or m.pushed == NULL:
+        return -1
+    memset(m.below, 0xFF, n * sizeof(int32_t))  # -1: nothing kept
+    return 0
+
+
+cdef void feed_memo_free(FeedMemo* m) noexcept nogil:
+    free(m.below)
+    free(m.birth)
+    free(m.state)
+    free(m.result)
+    free(m.pops)
+    free(m.n_push)
+    free(m.pushed)
+    m.below = m.birth = m.state = m.result = m.pops = m.n_push = m.pushed = NULL
+
+
 cdef int32_t feed(const Tables* g, Arena* a, int32_t node, int32_t term) noexcept nogil:
-    """Shift ``term`` after the reductions it triggers: new top node, -1 rejected, UNKNOWN."""
+    """Shift ``term`` after the reductions it triggers: new top node, -1 rejected, UNKNOWN.
+    With ``a.feeds``, a result found before on an equal stack is replayed."""
+    cdef FeedMemo* m = a.feeds
+    cdef int32_t below, top, r, j, n, top0, pops, below_n
+    if m == NULL:
+        return feed_reduce(g, a, node, term)
+    below = a.parent[node]
+    top = a.state[node]
+    if below < 0 or a.aux[node] != 0:
+        below = node
+        top = SLOT_SELF
+    if m.below[term] == below and m.birth[term] == a.birth[below] and m.state[term] == top:
+        if m.result[term] < 0:
+            return m.result[term]
+        n = node
+        for j in range(m.pops[term]):
+            n = a.parent[n]
+        for j in range(m.n_push[term]):
+            n = arena_push(a, m.pushed[term * FEED_MAX_PUSH + j], n)
+            if n < 0:
+                return -1
+        return n
+    top0 = a.size
+    r = feed_reduce(g, a, node, term)
+    if a.failed:
+        return r
+    # what it did: the new nodes (indices >= top0) on r's chain, over an old node of ours
+    n = r
+    j = 0
+    while n >= top0:
+        if j == FEED_MAX_PUSH:
+            return r  # too many to keep
+        j += 1
+        n = a.parent[n]
+    pops = 0
+    if r >= 0:
+        below_n = node
+        while below_n != n:
+            below_n = a.parent[below_n]
+            pops += 1
+            if below_n < 0:
+                return r
+        m.n_push[term] = j
+        n = r
+        while j > 0:
+            j -= 1
+            m.pushed[term * FEED_MAX_PUSH + j] = a.state[n]
+            n = a.parent[n]
+    m.result[term] = r if r < 0 else 0
+    m.pops[term] = pops
+    m.below[term] = below
+    m.birth[term] = a.birth[below]
+    m.state[term] = top
+    return r
+
+
+cdef int32_t feed_reduce(const Tables* g, Arena* a, int32_t node, int32_t term) noexcept nogil:
+    """``feed`` by the parse tables."""
     cdef int32_t st, act, r, k, nxt
     while True:
         st = a.state[node]
@@ -638,6 +771,39 @@ cdef void next_shorter_prefix(const int32_t* lcp, int32_t n, int32_t* out) noexc
     free(stack)
 
 
+cdef inline int32_t lexer_tuple(const TSet* ts, int32_t* lex) noexcept nogil:
+    """The lexer part of a thread set, as summary_get takes it: its length, or 0 when
+    the set cannot be summarized (too many threads, or one not inside a lexeme)."""
+    cdef int32_t i, k, pos = 1
+    cdef const Thread* th
+    if ts.n < 1 or ts.n > SUMMARY_MAX_THREADS:
+        return 0
+    lex[0] = ts.n
+    for i in range(ts.n):
+        th = &ts.t[i]
+        if th.q < 0 or th.node < 0:
+            return 0
+        lex[pos] = th.q
+        lex[pos + 1] = th.nsh
+        for k in range(th.nsh):
+            lex[pos + 2 + k] = th.sh[k]
+        pos += 2 + th.nsh
+    return pos
+
+
+cdef inline int end_viability(const Tables* g, Arena* a, const Thread* th,
+                              Memo* memo) noexcept nogil:
+    """thread_viability of a thread a token ends on, through ``memo`` when there is one."""
+    cdef int v
+    if memo != NULL and th.q >= 0 and th.node >= 0:
+        v = slots_get(&memo.states, th.q, a, th.node)
+        if v == -3:
+            v = thread_viability(g, a, th, memo)
+            slots_put(&memo.states, th.q, a, th.node, v)
+        return v
+    return thread_viability(g, a, th)
+
+
 cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
               const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
               Memo* memo, Split* out, int32_t max_uncertain,
@@ -653,21 +819,83 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     to the reference engine) or memory ran out, -2 as soon as more than ``max_uncertain``
     tokens are uncertain (when that is not negative; with ``shared_unc``, counting those of
     the other pieces of one walk).
+
+    A walk of the whole vocabulary settles the in-lexeme tokens below large trie nodes from
+    their subtree summaries (summary.pxi) instead of stepping them.
     """
-    cdef int32_t k = k0, i, common, depth, L, valid = 0, j
+    cdef int8_t* group_viability = NULL  # per group of the summary in use: -1 not yet asked
+    cdef int rc
+    if g.summaries != NULL and seq == g.full_seq and g.summaries.n_nodes > 0:
+        group_viability = <int8_t*>malloc(SUMMARY_MAX_GROUPS * sizeof(int8_t))
+    rc = walk_trie(g, a, seq, lcp, skip, n, sets, unk, marks, memo, out, max_uncertain, k0,
+                   shared_unc, group_viability)
+    free(group_viability)
+    return rc
+
+
+cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
+                   const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
+                   Memo* memo, Split* out, int32_t max_uncertain, int32_t k0,
+                   int* shared_unc, int8_t* gv) noexcept nogil:
+    """``walk``; ``gv`` (or NULL: no summaries) has room for a summary's groups."""
+    cdef int32_t k = k0, i, common, depth, L, valid = 0, j, c, nb = 0, nb_end = 0
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
+    cdef bint summarized, soft, soft_unk = False
     cdef const uint8_t* tok
     cdef Thread* th
+    cdef Thread ends
+    cdef SummaryCache* sc = g.summaries
+    # the summarized trie node being visited: tokens [s_base, s_end) below it, at s_depth
+    cdef const Summary* summ = NULL
+    cdef int32_t s_base = 0, s_end = -1, s_depth = 0, s_threads = 1, n_lex
+    cdef int32_t s_nodes[SUMMARY_MAX_THREADS]
+    cdef int32_t lex[SUMMARY_MAX_LEX]
     unk[0] = sets[0].unk
     marks[0] = a.size
+    ends.nsh = 0
     while k < n:
         i = seq[k]
         common = lcp[k] if k != k0 else 0
         if common < run_min:
             run_min = common
-        if common > valid:
+        if k < s_end:
+            c = summ.code[k - s_base]
+            if c >= 0:  # ends inside the lexeme, in group c's lexer state
+                soft = (c & SUMMARY_SOFT) != 0
+                c &= ~SUMMARY_SOFT
+                v = gv[c]
+                if v < 0:  # the best of its threads' viabilities
+                    v = 0
+                    for j in range(s_threads):
+                        ends.q = summ.group_q[c * s_threads + j]
+                        if ends.q < 0:
+                            continue
+                        ends.node = s_nodes[j]
+                        best = end_viability(g, a, &ends, memo)
+                        if best == 1:
+                            v = 1
+                            break
+                        if best == 2:
+                            v = 2
+                    gv[c] = <int8_t>v
+                if v == 1:
+                    out.acc[out.n_acc] = k
+                    out.n_acc += 1
+                elif v == 2 or unk[s_depth] or (soft and soft_unk):
+                    if split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
+                        return -2
+                k += 1
+                continue
+            if c == SUMMARY_DEAD or c == SUMMARY_SOFT_DEAD:
+                if (unk[s_depth] or (c == SUMMARY_SOFT_DEAD and soft_unk)) \
+                        and split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
+                    return -2
+                k += 1
+                continue
+            common = s_depth  # SUMMARY_EXIT: stepped from the node
+        elif common > valid:
             if not dead_uncertain:
                 if skip != NULL:
                     while k < n and lcp[k] > valid:
@@ -685,6 +913,12 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
         tok = g.tok_data + g.tok_off[i]
         L = <int32_t>(g.tok_off[i + 1] - g.tok_off[i])
         depth = common
+        summarized = False
+        if gv != NULL and k >= s_end:  # large trie nodes that open at this token
+            nb = sc.node_ptr[k]
+            nb_end = sc.node_ptr[k + 1]
+        else:
+            nb = nb_end = 0
         while depth < L:
             if not lexeme_step(g, &sets[depth], tok[depth], &sets[depth + 1]):
                 tset_step(g, a, &sets[depth], tok[depth], &sets[depth + 1])
@@ -695,18 +929,36 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
             marks[depth] = a.size
             if sets[depth].n == 0:
                 break
+            while nb < nb_end and sc.node_depth[nb] < depth:
+                nb += 1
+            if nb < nb_end and sc.node_depth[nb] == depth:
+                n_lex = lexer_tuple(&sets[depth], lex)
+                if n_lex > 0:
+                    summ = summary_get(sc, g.lex_trans, g.lex_winner, g.tok_data, g.tok_off,
+                                       g.full_lcp, nb, k, lex, n_lex)
+                    if summ != NULL:
+                        th = &sets[depth].t[0]
+                        s_base = k
+                        s_end = min(sc.node_end[nb], n)
+                        s_depth = depth
+                        s_threads = sets[depth].n
+                        for j in range(s_threads):
+                            s_nodes[j] = sets[depth].t[j].node
+                        memset(gv, 0xFF, summ.n_groups * sizeof(int8_t))
+                        # a soft exit's lexeme ends on this node: does that need the unknown?
+                        soft_unk = summ.soft_term >= 0 and complete(
+                            g, a, th.node, summ.soft_term, sets[depth].col) == UNKNOWN
+                        a.size = marks[depth]
+                        valid = depth
+                        summarized = True
+                        break
+        if summarized:
+            continue  # token k again, now from the summary
         if depth == L and sets[L].n > 0:
             valid = L
             best = 0
             for j in range(sets[L].n):
-                th = &sets[L].t[j]
-                if memo != NULL and th.q >= 0 and th.node >= 0:
-                    v = slots_get(&memo.states, th.q, a, th.node)
-                    if v == -3:
-                        v = thread_viability(g, a, th, memo)
-                        slots_put(&memo.states, th.q, a, th.node, v)
-                else:
-                    v = thread_viability(g, a, th)
+                v = end_viability(g, a, &sets[L].t[j], memo)
                 if v == 1:
                     best = 1
                     break
@@ -809,6 +1061,8 @@ cdef int scratch_init(Scratch* s, int32_t max_len) noexcept nogil:
     s.unk = <uint8_t*>malloc((max_len + 2) * sizeof(uint8_t))
     s.marks = <int32_t*>malloc((max_len + 2) * sizeof(int32_t))
     s.memo.states.node = s.memo.states.birth = s.memo.terms.node = s.memo.terms.birth = NULL
+    s.memo.states.state = s.memo.terms.state = NULL
+    memset(&s.memo.feeds, 0, sizeof(FeedMemo))
     s.memo.states.value = s.memo.terms.value = NULL
     s.memo_ready = False
     if arena_init(&s.a, 1024) < 0 or s.sets == NULL or s.unk == NULL or s.marks == NULL:
@@ -822,6 +1076,7 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.marks)
     slots_free(&s.memo.states)
     slots_free(&s.memo.terms)
+    feed_memo_free(&s.memo.feeds)
     s.sets = NULL
     s.unk = NULL
     s.marks = NULL
@@ -832,7 +1087,8 @@ cdef Memo* scratch_memo(const Tables* g, Scratch* s) noexcept nogil:
     """The scratch's viability memo, set up on first use (NULL if out of memory)."""
     if not s.memo_ready:
         if slots_init(&s.memo.states, g.n_lex_states) < 0 \
-                or slots_init(&s.memo.terms, g.action_cols) < 0:
+                or slots_init(&s.memo.terms, g.action_cols) < 0 \
+                or feed_memo_init(&s.memo.feeds, g.action_cols) < 0:
             return NULL
         s.memo_ready = True
     return &s.memo
@@ -864,8 +1120,10 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
             can_end[0] = tset_can_end(g, &s.a, &s.sets[0])
         rc = 0
         if n > k0:
+            s.a.feeds = &memo.feeds if memo != NULL else NULL
             rc = walk(g, &s.a, seq, lcp, skip, n, s.sets, s.unk, s.marks, memo, out,
                       max_uncertain, k0, shared_unc)
+            s.a.feeds = NULL
     if s == &local:
         scratch_free(&local)
     return rc
@@ -953,11 +1211,25 @@ cdef class NativeEngine:
     cdef object _cuts
     cdef public int32_t parallel_min_tokens  # shorter vocabularies are walked in one piece
     cdef int32_t _n_eos
+    cdef SummaryCache* _summaries
+
+    def __cinit__(self):
+        self._summaries = NULL
+
+    def __dealloc__(self):
+        if self._summaries != NULL:
+            summary_cache_free(self._summaries)
+            free(self._summaries)
+            self._summaries = NULL
 
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
                  tok_ids, int end_state, eos_ids, final_only, int any_start=-1,
-                 indenter=None, bint final_newline=False):
+                 indenter=None, bint final_newline=False, int32_t summary_min_tokens=256,
+                 int64_t summary_max_bytes=512 * 1024 * 1024):
+        cdef int rc = 0
+        cdef const int32_t* starts_p
+        cdef int32_t n_starts
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -1035,6 +1307,41 @@ cdef class NativeEngine:
         self.parallel_min_tokens = 4096
         with nogil:
             next_shorter_prefix(self.all_lcp, self._n_tokens, <int32_t*>self.all_skip)
+        self.g.full_seq = self.all_seq
+        self.g.full_lcp = self.all_lcp
+        self.g.summaries = NULL
+        if summary_min_tokens > 0 and self._n_tokens > 0:
+            self._summaries = <SummaryCache*>calloc(1, sizeof(SummaryCache))
+            if self._summaries == NULL:
+                raise MemoryError()
+            starts = np.unique(arrays["ctx_start"]).astype(np.int32)
+            if any_start >= 0:
+                starts = np.append(starts, np.int32(any_start))
+            arrays["lex_starts"] = starts
+            starts_p = _i32(starts)
+            n_starts = <int32_t>len(starts)
+            with nogil:
+                rc = summary_cache_init(self._summaries, self.all_lcp, self.g.tok_off,
+                                        self._n_tokens, self.max_len, self.g.n_lex_states,
+                                        summary_min_tokens, summary_max_bytes, self.g.lex_trans,
+                                        self.g.lex_winner, starts_p, n_starts,
+                                        self.g.ind_newline if self.g.ind_newline >= 0 else -2,
+                                        self.g.ignored)
+            if rc < 0:
+                raise MemoryError()
+            self.g.summaries = self._summaries
+
+    @property
+    def summary_stats(self):
+        """How much the subtree summaries (summary.pxi) are used: the large trie nodes,
+        summaries built, the bytes they hold, how many have soft exits and how many are of
+        thread sets, and whether soft exits are allowed at all."""
+        cdef SummaryCache* c = self._summaries
+        if c == NULL:
+            return {"nodes": 0, "summaries": 0, "bytes": 0, "soft": 0, "threads": 0,
+                    "soft_exits": False}
+        return {"nodes": c.n_nodes, "summaries": c.used, "bytes": c.nbytes, "soft": c.n_soft,
+                "threads": c.n_threads, "soft_exits": bool(c.soft_exits)}
 
     @property
     def n_tokens(self):

@@ -17,6 +17,11 @@ the whole stack, whose split is exact (nothing uncertain). A key holds what the 
 the known states, each with its indentation column (PythonIndenter; 0 for states that open no
 level), the lexer state, and, while the lexeme in progress may still be a line break, the
 column after it.
+
+Most of a whole-vocabulary walk is tokens that only move the lexer inside one lexeme (" FROM",
+" Foo", ... after " F"). A walk settles those in bulk from subtree summaries (native/summary.pxi):
+per large trie node and threads' lexer states, each token's end state, built once and shared by
+every later walk; viability is then asked once per end state instead of once per token.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
 MAX_UNCERTAIN = 256
 # How many states of the real stack the successive keys know (after that: all of them).
 STACK_LEVELS = (1, 4, 16, 64)
+
+# Trie nodes with at least this many tokens below get subtree summaries (native/summary.pxi):
+# their in-lexeme tokens are settled in bulk on whole-vocabulary walks. 0 turns them off.
+SUMMARY_MIN_TOKENS = 64
 
 # Lex on with every terminal (one more product DFA) after a reduction below a partial stack, to
 # prove more tokens rejected. Measured on the SQL, Python and Go benches and on JSONSchemaBench's
@@ -106,7 +115,8 @@ class NativeMasker:
             np.array(sorted(compiled.tokenizer_info.eos_token_ids), dtype=np.int64),
             np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
                            + ([np.zeros(any_ctx.n_states, dtype=bool)] if any_ctx else [])),
-            any_start, self._indenter_tables(grammar), grammar.postlex is not None)
+            any_start, self._indenter_tables(grammar), grammar.postlex is not None,
+            summary_min_tokens=SUMMARY_MIN_TOKENS)
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
