@@ -19,6 +19,7 @@ cdef enum:
     UNKNOWN_STATE = -2     # state of the sentinel node under a partial stack
     ANY_NODE = -5          # thread past an unknown reduction: lexing only, any terminal
     MEMO_MIN_TOKENS = 1024  # walks this long memoize thread viability
+    SUMMARY_BUILD_MIN = 4096  # walks of a subset this long build the summaries they lack
 
 
 include "summary.pxi"
@@ -820,15 +821,18 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
     tokens are uncertain (when that is not negative; with ``shared_unc``, counting those of
     the other pieces of one walk).
 
-    A walk of the whole vocabulary settles the in-lexeme tokens below large trie nodes from
-    their subtree summaries (summary.pxi) instead of stepping them.
+    The in-lexeme tokens below large trie nodes are settled from their subtree summaries
+    (summary.pxi) instead of being stepped. A walk of the whole vocabulary, or of a subset of
+    at least SUMMARY_BUILD_MIN tokens, builds the summaries it lacks; a shorter one (an
+    entry's few uncertain tokens) only uses those already built.
     """
     cdef int8_t* group_viability = NULL  # per group of the summary in use: -1 not yet asked
     cdef int rc
-    if g.summaries != NULL and seq == g.full_seq and g.summaries.n_nodes > 0:
+    if g.summaries != NULL and g.summaries.n_nodes > 0:
         group_viability = <int8_t*>malloc(SUMMARY_MAX_GROUPS * sizeof(int8_t))
     rc = walk_trie(g, a, seq, lcp, skip, n, sets, unk, marks, memo, out, max_uncertain, k0,
-                   shared_unc, group_viability)
+                   shared_unc, group_viability,
+                   seq == g.full_seq or n - k0 >= SUMMARY_BUILD_MIN)
     free(group_viability)
     return rc
 
@@ -836,9 +840,9 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
 cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                    const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
                    Memo* memo, Split* out, int32_t max_uncertain, int32_t k0,
-                   int* shared_unc, int8_t* gv) noexcept nogil:
+                   int* shared_unc, int8_t* gv, bint may_build) noexcept nogil:
     """``walk``; ``gv`` (or NULL: no summaries) has room for a summary's groups."""
-    cdef int32_t k = k0, i, common, depth, L, valid = 0, j, c, nb = 0, nb_end = 0
+    cdef int32_t k = k0, i, common, depth, L, valid = 0, j, c, nb, deepest, restart_node
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
@@ -847,7 +851,8 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
     cdef Thread* th
     cdef Thread ends
     cdef SummaryCache* sc = g.summaries
-    # the summarized trie node being visited: tokens [s_base, s_end) below it, at s_depth
+    # the summarized trie node being visited: trie positions [s_base, s_end) below it, at
+    # s_depth (the walk visits those of them in ``seq``)
     cdef const Summary* summ = NULL
     cdef int32_t s_base = 0, s_end = -1, s_depth = 0, s_threads = 1, n_lex
     cdef int32_t s_nodes[SUMMARY_MAX_THREADS]
@@ -860,8 +865,10 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
         common = lcp[k] if k != k0 else 0
         if common < run_min:
             run_min = common
-        if k < s_end:
-            c = summ.code[k - s_base]
+        if i >= s_end:
+            s_end = -1
+        if i < s_end:
+            c = summ.code[i - s_base]
             if c >= 0:  # ends inside the lexeme, in group c's lexer state
                 soft = (c & SUMMARY_SOFT) != 0
                 c &= ~SUMMARY_SOFT
@@ -914,11 +921,7 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
         L = <int32_t>(g.tok_off[i + 1] - g.tok_off[i])
         depth = common
         summarized = False
-        if gv != NULL and k >= s_end:  # large trie nodes that open at this token
-            nb = sc.node_ptr[k]
-            nb_end = sc.node_ptr[k + 1]
-        else:
-            nb = nb_end = 0
+        deepest = sc.deepest[i] if gv != NULL and s_end < 0 else -1  # its large nodes
         while depth < L:
             if not lexeme_step(g, &sets[depth], tok[depth], &sets[depth + 1]):
                 tset_step(g, a, &sets[depth], tok[depth], &sets[depth + 1])
@@ -929,25 +932,47 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
             marks[depth] = a.size
             if sets[depth].n == 0:
                 break
-            while nb < nb_end and sc.node_depth[nb] < depth:
-                nb += 1
-            if nb < nb_end and sc.node_depth[nb] == depth:
+            if deepest < 0 or sc.node_depth[deepest] < depth:
+                continue
+            nb = deepest
+            while nb >= 0 and sc.node_depth[nb] > depth:
+                nb = sc.node_parent[nb]
+            if nb >= 0 and sc.node_depth[nb] == depth:
                 n_lex = lexer_tuple(&sets[depth], lex)
                 if n_lex > 0:
                     summ = summary_get(sc, g.lex_trans, g.lex_winner, g.tok_data, g.tok_off,
-                                       g.full_lcp, nb, k, lex, n_lex)
+                                       g.full_lcp, nb, lex, n_lex, may_build)
+                    restart_node = -1
+                    th = &sets[depth].t[0]
+                    if summ == NULL and n_lex == 3 and g.lex_winner[th.q] >= 0 \
+                            and g.lex_winner[th.q] != g.ind_newline:
+                        # the old lexeme ends at this node for most of its tokens: end it
+                        # once and summarize the new lexemes (summary_build's restart)
+                        restart_node = complete(g, a, th.node, g.lex_winner[th.q],
+                                                sets[depth].col)
+                        if restart_node >= 0:
+                            lex[0] = SUMMARY_RESTART
+                            lex[2] = g.ctx_start[a.state[restart_node]]
+                            summ = summary_get(sc, g.lex_trans, g.lex_winner, g.tok_data,
+                                               g.tok_off, g.full_lcp, nb, lex, n_lex,
+                                               may_build)
+                        if summ == NULL:
+                            a.size = marks[depth]
                     if summ != NULL:
-                        th = &sets[depth].t[0]
-                        s_base = k
-                        s_end = min(sc.node_end[nb], n)
+                        s_base = sc.node_start[nb]
+                        s_end = sc.node_end[nb]
                         s_depth = depth
                         s_threads = sets[depth].n
                         for j in range(s_threads):
                             s_nodes[j] = sets[depth].t[j].node
+                        if restart_node >= 0:  # kept on the arena while the node is visited
+                            s_nodes[0] = restart_node
+                            marks[depth] = a.size
                         memset(gv, 0xFF, summ.n_groups * sizeof(int8_t))
                         # a soft exit's lexeme ends on this node: does that need the unknown?
                         soft_unk = summ.soft_term >= 0 and complete(
-                            g, a, th.node, summ.soft_term, sets[depth].col) == UNKNOWN
+                            g, a, s_nodes[summ.soft_thread], summ.soft_term,
+                            sets[depth].col) == UNKNOWN
                         a.size = marks[depth]
                         valid = depth
                         summarized = True
@@ -1339,9 +1364,10 @@ cdef class NativeEngine:
         cdef SummaryCache* c = self._summaries
         if c == NULL:
             return {"nodes": 0, "summaries": 0, "bytes": 0, "soft": 0, "threads": 0,
-                    "soft_exits": False}
+                    "restarts": 0, "soft_exits": False}
         return {"nodes": c.n_nodes, "summaries": c.used, "bytes": c.nbytes, "soft": c.n_soft,
-                "threads": c.n_threads, "soft_exits": bool(c.soft_exits)}
+                "threads": c.n_threads, "restarts": c.n_restarts,
+                "soft_exits": bool(c.soft_exits)}
 
     @property
     def n_tokens(self):

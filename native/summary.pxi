@@ -27,6 +27,7 @@ cdef enum:
     SUMMARY_SOFT = 0x4000       # flag on a group code: passed a soft exit
     SUMMARY_MAX_GROUPS = 2048   # distinct end states a summary may hold (int16 codes)
     SUMMARY_TABLE = 4096        # open-addressing slots for those groups while building
+    SUMMARY_RESTART = -1        # lex[0] of a restart summary: [RESTART, old state, start state]
     SUMMARY_NO_SOFT = -3        # no_soft_term that allows no soft exit at all
     SUMMARY_MAX_THREADS = 4     # thread sets summarized (a comment after a line break: 2)
     SUMMARY_MAX_LEX = 1 + SUMMARY_MAX_THREADS * (2 + MAX_SHADOWS)
@@ -40,19 +41,22 @@ cdef struct Summary:
     int32_t n_lex
     int32_t n_groups       # 0 with code NULL: not worth using (mostly EXIT, or too many groups)
     int32_t soft_term      # the terminal its soft exits would end, or -1 (summary_build)
+    int32_t soft_thread    # ... in which thread (summary_build_threads)
     bint any_soft          # some token passed a soft exit (of an ignored terminal, if threads)
 
 
-# Per engine. The trie nodes worth summarizing (at least ``min_tokens`` tokens below) are
-# listed by their first token: node_ptr[k]..node_ptr[k + 1] index node_depth / node_end,
-# by increasing depth. (node, lexer state) pairs map to summaries in an open-addressing table
+# Per engine. The trie nodes worth summarizing (at least ``min_tokens`` tokens below): their
+# first token, depth, one past their last token and the node above (or -1), and per token the
+# deepest such node holding it, so a walk of any sorted subset of the vocabulary finds them. (node, lexer state) pairs map to summaries in an open-addressing table
 # of fixed size, read without the lock (walks in pieces look summaries up all the time; a
 # locked lookup made two threads no faster than one).
 cdef struct SummaryCache:
     openmp.omp_lock_t lock
-    int32_t* node_ptr
+    int32_t* node_start
     int32_t* node_depth
     int32_t* node_end
+    int32_t* node_parent
+    int32_t* deepest
     int32_t n_nodes
     int64_t* keys          # node * n_lex_states + q, or -1
     Summary** vals
@@ -62,6 +66,7 @@ cdef struct SummaryCache:
     int64_t max_bytes      # past this, no new summaries (walks go on byte by byte)
     int64_t n_soft         # summaries with soft exits, and of thread sets (for tests)
     int64_t n_threads
+    int64_t n_restarts
     int32_t n_lex_states
     int32_t max_len
     int32_t no_soft_term   # terminal never ended softly (the indenter's newline), -2 for none
@@ -73,16 +78,18 @@ cdef struct SummaryCache:
 cdef int summary_nodes(SummaryCache* c, const int32_t* lcp, const int64_t* tok_off, int32_t n,
                        int32_t min_tokens) noexcept nogil:
     """List the trie nodes with at least ``min_tokens`` tokens below them (tokens in trie
-    order, ``lcp`` each with the one before): one pass keeping the open nodes on a stack."""
-    cdef int32_t k, d, c0, L, top = 0, m = 0, cap = 64, i, j, t
+    order, ``lcp`` each with the one before; one pass keeping the open nodes on a stack), by
+    increasing depth, each with the node above it, and per token the deepest one holding it."""
+    cdef int32_t k, d, c0, L, top = 0, m = 0, cap = 64, i, x
     cdef int32_t* open_start = <int32_t*>malloc((c.max_len + 2) * sizeof(int32_t))
     cdef int32_t* rec = <int32_t*>malloc(3 * cap * sizeof(int32_t))  # (start, depth, end)
     cdef int32_t* grown
-    cdef int32_t* cur
-    c.node_ptr = <int32_t*>calloc(n + 1, sizeof(int32_t))
-    if open_start == NULL or rec == NULL or c.node_ptr == NULL:
+    cdef int32_t* at_depth = <int32_t*>calloc(c.max_len + 2, sizeof(int32_t))
+    c.deepest = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
+    if open_start == NULL or rec == NULL or at_depth == NULL or c.deepest == NULL:
         free(open_start)
         free(rec)
+        free(at_depth)
         return -1
     # open_start[d - 1] is the first token of the open node at depth d (depths 1..top)
     for k in range(n + 1):
@@ -94,6 +101,7 @@ cdef int summary_nodes(SummaryCache* c, const int32_t* lcp, const int64_t* tok_o
                     if grown == NULL:
                         free(open_start)
                         free(rec)
+                        free(at_depth)
                         return -1
                     rec = grown
                     cap *= 2
@@ -111,39 +119,33 @@ cdef int summary_nodes(SummaryCache* c, const int32_t* lcp, const int64_t* tok_o
             top = L
     free(open_start)
     c.n_nodes = m
+    c.node_start = <int32_t*>malloc(max(m, 1) * sizeof(int32_t))
     c.node_depth = <int32_t*>malloc(max(m, 1) * sizeof(int32_t))
     c.node_end = <int32_t*>malloc(max(m, 1) * sizeof(int32_t))
-    if c.node_depth == NULL or c.node_end == NULL:
+    c.node_parent = <int32_t*>malloc(max(m, 1) * sizeof(int32_t))
+    if c.node_start == NULL or c.node_depth == NULL or c.node_end == NULL \
+            or c.node_parent == NULL:
         free(rec)
+        free(at_depth)
         return -1
+    # by increasing depth (counting sort), then each node's tokens take it as their deepest
     for i in range(m):
-        c.node_ptr[rec[3 * i] + 1] += 1
-    for k in range(n):
-        c.node_ptr[k + 1] += c.node_ptr[k]
-    cur = <int32_t*>malloc((n + 1) * sizeof(int32_t))
-    if cur == NULL:
-        free(rec)
-        return -1
-    memcpy(cur, c.node_ptr, (n + 1) * sizeof(int32_t))
+        at_depth[rec[3 * i + 1] + 1] += 1
+    for d in range(c.max_len + 1):
+        at_depth[d + 1] += at_depth[d]
     for i in range(m):
-        j = cur[rec[3 * i]]
-        cur[rec[3 * i]] += 1
-        c.node_depth[j] = rec[3 * i + 1]
-        c.node_end[j] = rec[3 * i + 2]
-    free(cur)
+        x = at_depth[rec[3 * i + 1]]
+        at_depth[rec[3 * i + 1]] += 1
+        c.node_start[x] = rec[3 * i]
+        c.node_depth[x] = rec[3 * i + 1]
+        c.node_end[x] = rec[3 * i + 2]
     free(rec)
-    # each start's few nodes by increasing depth
-    for k in range(n):
-        for i in range(c.node_ptr[k] + 1, c.node_ptr[k + 1]):
-            d = c.node_depth[i]
-            t = c.node_end[i]
-            j = i - 1
-            while j >= c.node_ptr[k] and c.node_depth[j] > d:
-                c.node_depth[j + 1] = c.node_depth[j]
-                c.node_end[j + 1] = c.node_end[j]
-                j -= 1
-            c.node_depth[j + 1] = d
-            c.node_end[j + 1] = t
+    free(at_depth)
+    memset(c.deepest, 0xFF, max(n, 1) * sizeof(int32_t))
+    for x in range(m):
+        c.node_parent[x] = c.deepest[c.node_start[x]]
+        for k in range(c.node_start[x], c.node_end[x]):
+            c.deepest[k] = x
     return 0
 
 
@@ -201,7 +203,7 @@ cdef int summary_cache_init(SummaryCache* c, const int32_t* lcp, const int64_t* 
                             const int32_t* winner, const int32_t* starts, int32_t n_starts,
                             int32_t no_soft_term, const uint8_t* ignored) noexcept nogil:
     cdef int found
-    c.node_ptr = c.node_depth = c.node_end = NULL
+    c.node_start = c.node_depth = c.node_end = c.node_parent = c.deepest = NULL
     c.keys = NULL
     c.vals = NULL
     c.cap = SUMMARY_SLOTS
@@ -209,6 +211,7 @@ cdef int summary_cache_init(SummaryCache* c, const int32_t* lcp, const int64_t* 
     c.nbytes = 0
     c.n_soft = 0
     c.n_threads = 0
+    c.n_restarts = 0
     c.max_bytes = max_bytes
     c.n_lex_states = n_lex_states
     c.max_len = max_len
@@ -242,12 +245,14 @@ cdef void summary_cache_free(SummaryCache* c) noexcept nogil:
                 free(c.vals[i])
     free(c.vals)
     free(c.keys)
-    free(c.node_ptr)
+    free(c.node_start)
     free(c.node_depth)
     free(c.node_end)
+    free(c.node_parent)
+    free(c.deepest)
     c.vals = NULL
     c.keys = NULL
-    c.node_ptr = c.node_depth = c.node_end = NULL
+    c.node_start = c.node_depth = c.node_end = c.node_parent = c.deepest = NULL
     openmp.omp_destroy_lock(&c.lock)
 
 
@@ -305,7 +310,7 @@ cdef inline int32_t utf8_tail(uint8_t b) noexcept nogil:
 cdef Summary* summary_build(const int32_t* trans, const int32_t* winner, const uint8_t* tok_data,
                             const int64_t* tok_off, const int32_t* lcp, int32_t max_len,
                             int32_t q, int32_t k0, int32_t depth, int32_t end,
-                            int32_t no_soft_term) noexcept nogil:
+                            int32_t no_soft_term, int32_t restart=-1) noexcept nogil:
     """The fate of tokens ``k0..end - 1`` (all below one trie node at ``depth``) from lexer
     state ``q``, as ``lexeme_step`` would find it, or NULL when out of memory. A summary
     that would be mostly EXIT, or hold too many groups, comes back with ``code`` NULL.
@@ -318,6 +323,11 @@ cdef Summary* summary_build(const int32_t* trans, const int32_t* winner, const u
     its only trace is whether ending the lexeme there (terminal ``soft_term``, the same for
     the whole summary; never ``no_soft_term``; SUMMARY_NO_SOFT allows none) needs the
     unknown stack.
+
+    With ``restart`` (a lexer start state), the lexeme in ``q`` is final and ends at the
+    node: each token's first byte must end it (else EXIT) and starts a new lexeme from
+    ``restart`` (the walk ends the old one once, on the stack, for all of them). This covers
+    nodes like "(" whose tokens "(Image", "(self" ... all open a new lexeme there.
     """
     cdef int32_t n = end - k0, kk, j, c, L, x, q2, filled = depth, n_exit = 0, h, w, pend
     cdef bint soft
@@ -359,9 +369,18 @@ cdef Summary* summary_build(const int32_t* trans, const int32_t* winner, const u
         pend = pd[c]
         tok = tok_data + tok_off[kk]
         j = c
+        if restart >= 0 and L == depth:
+            x = SUMMARY_EXIT  # ends with the old lexeme: not a restart
         while j < L and x >= 0:
             q2 = trans[x * 256 + tok[j]]
-            if pend > 0:  # inside the character after a soft exit
+            if restart >= 0 and j == depth:
+                if winner[x] >= 0 and q2 < 0:  # the old lexeme must end: a new one starts
+                    x = trans[restart * 256 + tok[j]]
+                    if x < 0:
+                        x = SUMMARY_DEAD
+                else:
+                    x = SUMMARY_EXIT
+            elif pend > 0:  # inside the character after a soft exit
                 if q2 < 0:
                     x = SUMMARY_EXIT  # the other branch may live on
                 else:
@@ -425,13 +444,15 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
                                    const uint8_t* tok_data, const int64_t* tok_off,
                                    const int32_t* lcp, int32_t max_len, const int32_t* lex,
                                    int32_t k0, int32_t depth, int32_t end,
-                                   const uint8_t* soft_ok) noexcept nogil:
+                                   const uint8_t* soft_ok, int32_t no_soft_term) noexcept nogil:
     """``summary_build`` for a set of threads, each in the middle of a lexeme, some with
     shadows (``lex`` as in summary_get), as ``tset_step`` steps them: a shadow that reaches
     a final state drops its thread, a dead shadow is dropped. A group is the lexer state
     each thread ends in (-1: dropped or dead); a token is DEAD when all threads are, EXIT
-    when a lexeme may end in one of them. Soft exits (see summary_build) only of terminals
-    with ``soft_ok`` (ignored ones: ending them never needs the stack), or NULL for none."""
+    when a lexeme may end in one of them. Soft exits (see summary_build; NULL ``soft_ok``
+    allows none): of terminals with ``soft_ok`` (ignored ones: ending them never needs the
+    stack) in any thread, and of one other terminal (``soft_term``, never ``no_soft_term``)
+    in one thread (``soft_thread``), whose ending may need the unknown stack."""
     cdef int32_t T = lex[0], n = end - k0, kk, j, c, L, i, m, h, st, b, q, q2, s2, k, w
     cdef int32_t filled = depth, n_exit = 0, alive, pos, W = 3 + MAX_SHADOWS
     cdef uint32_t hv
@@ -441,8 +462,10 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
     # the shadows; status[d]: 0, SUMMARY_DEAD or SUMMARY_EXIT
     cdef int32_t* cfg = <int32_t*>malloc(<size_t>(max_len + 2) * T * W * sizeof(int32_t))
     cdef int32_t* status = <int32_t*>malloc((max_len + 2) * sizeof(int32_t))
+    cdef uint8_t* softd = <uint8_t*>malloc((max_len + 2) * sizeof(uint8_t))
     cdef int32_t* table = <int32_t*>malloc(SUMMARY_TABLE * sizeof(int32_t))
     cdef Summary* s = <Summary*>calloc(1, sizeof(Summary))
+    cdef bint soft
     cdef int32_t* cur
     cdef int32_t* nxt
     cdef const uint8_t* tok
@@ -450,10 +473,11 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
         s.code = <int16_t*>malloc(max(n, 1) * sizeof(int16_t))
         s.group_q = <int32_t*>malloc(SUMMARY_MAX_GROUPS * T * sizeof(int32_t))
         s.soft_term = -1
-    if cfg == NULL or status == NULL or table == NULL or s == NULL or s.code == NULL \
-            or s.group_q == NULL:
+    if cfg == NULL or status == NULL or softd == NULL or table == NULL or s == NULL \
+            or s.code == NULL or s.group_q == NULL:
         free(cfg)
         free(status)
+        free(softd)
         free(table)
         if s != NULL:
             free(s.code)
@@ -471,6 +495,7 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
             cur[3 + k] = lex[pos + 2 + k]
         pos += 2 + lex[pos + 1]
     status[depth] = 0
+    softd[depth] = 0
     for kk in range(k0, end):
         c = depth if kk == k0 else lcp[kk]
         L = <int32_t>(tok_off[kk + 1] - tok_off[kk])
@@ -478,6 +503,7 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
             c = filled
             L = filled
         st = status[c]
+        soft = softd[c]
         tok = tok_data + tok_off[kk]
         j = c
         while j < L and st == 0:
@@ -517,7 +543,14 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
                     continue
                 if winner[q] >= 0 and not (q2 >= 0 and winner[q2] >= 0):
                     w = winner[q]
-                    if soft_ok != NULL and q2 >= 0 and soft_ok[w] and utf8_tail(<uint8_t>b) > 0:
+                    if soft_ok != NULL and q2 >= 0 and utf8_tail(<uint8_t>b) > 0 and (
+                            soft_ok[w] or (w != no_soft_term and (
+                                s.soft_term < 0 or (s.soft_term == w and s.soft_thread == i))
+                            )):
+                        if not soft_ok[w]:
+                            s.soft_term = w
+                            s.soft_thread = i
+                            soft = True
                         s.any_soft = True
                         nxt[0] = q2
                         nxt[1] = j + 1 + utf8_tail(<uint8_t>b)
@@ -532,6 +565,7 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
                 st = SUMMARY_DEAD
             j += 1
             status[j] = st
+            softd[j] = soft
         filled = j
         if st == 0:
             for i in range(T):
@@ -558,13 +592,16 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
                 for i in range(T):
                     s.group_q[s.n_groups * T + i] = cfg[(j * T + i) * W]
                 s.n_groups += 1
-            s.code[kk - k0] = <int16_t>table[h]
+            s.code[kk - k0] = <int16_t>(table[h] | (SUMMARY_SOFT if soft else 0))
+        elif st == SUMMARY_DEAD and soft:
+            s.code[kk - k0] = SUMMARY_SOFT_DEAD
         else:
             s.code[kk - k0] = <int16_t>st
             if st == SUMMARY_EXIT:
                 n_exit += 1
     free(cfg)
     free(status)
+    free(softd)
     free(table)
     if 2 * n_exit > n:
         free(s.code)
@@ -588,16 +625,17 @@ cdef inline int64_t _lex_key(int32_t node, const int32_t* lex, int32_t n_lex) no
 
 cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int32_t* winner,
                                 const uint8_t* tok_data, const int64_t* tok_off,
-                                const int32_t* lcp, int32_t node, int32_t k0,
-                                const int32_t* lex, int32_t n_lex) noexcept nogil:
-    """The summary of trie node ``node`` (an index into the node lists; its first token
-    is ``k0``) for threads whose lexer states are ``lex`` ([threads, then per thread: lexer
-    state, shadows, the shadows' states]), built on first use; NULL when there is none to
-    use."""
+                                const int32_t* lcp, int32_t node, const int32_t* lex,
+                                int32_t n_lex, bint may_build) noexcept nogil:
+    """The summary of trie node ``node`` (an index into the node lists) for threads whose
+    lexer states are ``lex`` ([threads, then per thread: lexer state, shadows, the shadows'
+    states]; or a restart, see summary_build), built on first use when ``may_build``; NULL
+    when there is none to use."""
     cdef int64_t key = _lex_key(node, lex, n_lex)
+    cdef int32_t k0 = c.node_start[node]
     cdef Summary* s = _table_find(c, key)
     cdef int32_t* shrunk
-    if s == NULL and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= c.cap:
+    if s == NULL and may_build and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= c.cap:
         openmp.omp_set_lock(&c.lock)
         s = _table_find(c, key)  # another thread may have built it meanwhile
         if s == NULL:
@@ -605,10 +643,14 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                 s = summary_build(trans, winner, tok_data, tok_off, lcp, c.max_len, lex[1],
                                   k0, c.node_depth[node], c.node_end[node],
                                   c.no_soft_term if c.soft_exits else SUMMARY_NO_SOFT)
+            elif lex[0] == SUMMARY_RESTART:
+                s = summary_build(trans, winner, tok_data, tok_off, lcp, c.max_len, lex[1],
+                                  k0, c.node_depth[node], c.node_end[node],
+                                  c.no_soft_term if c.soft_exits else SUMMARY_NO_SOFT, lex[2])
             else:
                 s = summary_build_threads(trans, winner, tok_data, tok_off, lcp, c.max_len,
                                           lex, k0, c.node_depth[node], c.node_end[node],
-                                          c.soft_ok if c.soft_exits else NULL)
+                                          c.soft_ok if c.soft_exits else NULL, c.no_soft_term)
             if s != NULL and s.code == NULL:
                 free(s.group_q)
                 free(s)
@@ -617,7 +659,7 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                 memcpy(s.lex, lex, n_lex * sizeof(int32_t))
                 s.n_lex = n_lex
                 shrunk = <int32_t*>realloc(s.group_q,
-                                           max(s.n_groups * lex[0], 1) * sizeof(int32_t))
+                                           max(s.n_groups * max(lex[0], 1), 1) * sizeof(int32_t))
                 if shrunk != NULL:
                     s.group_q = shrunk
             if s != NULL and _table_put(c, key, s) < 0:
@@ -628,8 +670,9 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                 s = NULL
             elif s != NULL and s != &c.unusable:
                 c.nbytes += (c.node_end[node] - k0) * sizeof(int16_t) \
-                    + s.n_groups * lex[0] * sizeof(int32_t)
+                    + s.n_groups * max(lex[0], 1) * sizeof(int32_t)
                 c.n_threads += lex[0] > 1
+                c.n_restarts += lex[0] == SUMMARY_RESTART
                 c.n_soft += s.soft_term >= 0 or s.any_soft
         openmp.omp_unset_lock(&c.lock)
     if s == NULL or s.code == NULL or s.n_lex != n_lex \

@@ -41,6 +41,9 @@ from .postlex import PythonIndenter
 # Python grammar with a 128k vocabulary fills about 620 MB (deeper keys' entries); at 512 MB the
 # second pass thrashed (warm p99 6 ms against 0.1 ms). Set ``masker.cache_limit`` to change it.
 DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
+# A deepened key keeps its split (so a deeper key walks only its uncertain tokens) while at
+# most this fraction of the vocabulary is uncertain; past it the walk stops there.
+KEEP_SPLIT_FRACTION = 0.25
 # A key that leaves more tokens than this to walk on the real stack is deepened.
 MAX_UNCERTAIN = 256
 # How many states of the real stack the successive keys know (after that: all of them).
@@ -305,7 +308,7 @@ class NativeMasker:
         with more than a quarter of the vocabulary uncertain a bare ``deeper`` marker (walking
         that many costs about as much as a fresh split, so they are not kept)."""
         # past this many uncertain tokens the split is not kept: stop walking there
-        limit = len(self.trie_ids) // 4 if may_deepen else -1
+        limit = int(len(self.trie_ids) * KEEP_SPLIT_FRACTION) if may_deepen else -1
         built = self.engine.split(
             thread, partial, parent if parent is not None and parent.has_split else None,
             width=self.width, max_uncertain=limit,
