@@ -1472,10 +1472,15 @@ cdef class NativeEngine:
         cdef Split merged
         cdef int32_t n_acc = 0, n_unc = 0
         cdef int shared_unc = 0
+        cdef int64_t t
+        # each piece's accepted tokens as a bitmask row, set on its own thread
+        cdef uint32_t* rows = <uint32_t*>calloc(<size_t>n_pieces * width, sizeof(uint32_t))
+        cdef uint32_t* row
         merged.acc = merged.unc = merged.unc_lcp = NULL
-        if found == NULL or rcs == NULL:
+        if found == NULL or rcs == NULL or rows == NULL:
             free(found)
             free(rcs)
+            free(rows)
             raise MemoryError()
         try:
             with nogil:
@@ -1486,9 +1491,19 @@ cdef class NativeEngine:
                                                 self.all_seq, self.all_lcp, self.all_skip,
                                                 bv[p + 1], &found[p], NULL, max_uncertain,
                                                 NULL, bv[p], &shared_unc)
+                    if rcs[p] == 0:
+                        row = rows + <size_t>p * width
+                        for k in range(found[p].n_acc):
+                            t = self.g.tok_ids[found[p].acc[k]]
+                            if t >= <int64_t>width * 32:
+                                rcs[p] = -3
+                                break
+                            row[t >> 5] |= (<uint32_t>1) << (t & 31)
             for c in range(n_pieces):
                 if rcs[c] == -1:
                     return None
+                if rcs[c] == -3:
+                    raise ValueError("token id outside the bitmask width")
             for c in range(n_pieces):
                 if rcs[c] == -2:
                     return False
@@ -1518,12 +1533,17 @@ cdef class NativeEngine:
                         merged.unc_lcp[merged.n_unc] = found[c].unc_lcp[k]
                     merged.n_unc += 1
                     prev = u
-            return self._entry(&merged, self.all_seq, None, width, deepen_above)
+            for c in range(1, n_pieces):
+                row = rows + <size_t>c * width
+                for k in range(width):
+                    rows[k] |= row[k]
+            return self._entry(&merged, self.all_seq, None, width, deepen_above, rows)
         finally:
             for c in range(n_pieces):
                 split_free(&found[c])
             free(found)
             free(rcs)
+            free(rows)
             split_free(&merged)
 
     def split_many(self, states, qs, *, int32_t width, int32_t max_uncertain=-1,
@@ -1580,10 +1600,12 @@ cdef class NativeEngine:
             free(work)
 
     cdef MaskEntry _entry(self, const Split* found, const int32_t* seq, MaskEntry parent,
-                          int32_t width, int32_t deepen_above):
+                          int32_t width, int32_t deepen_above,
+                          const uint32_t* acc_row=NULL):
         """A MaskEntry from a walk over ``seq`` and the accepted tokens of ``parent``: its
         bitmask row is shared, not copied (a deeper key adds few ids to it), unless the ids
-        would outgrow a row of their own."""
+        would outgrow a row of their own. ``acc_row`` (with no parent) already holds the
+        walk's accepted tokens as bits."""
         cdef int32_t k, n_par = 0
         cdef int64_t t
         cdef cnp.ndarray bits = None, ids = None, pos, lcp
@@ -1611,7 +1633,9 @@ cdef class NativeEngine:
             for k in range(n_par):
                 t = parent.acc_ids[k]
                 row[t >> 5] |= (<uint32_t>1) << (t & 31)
-            for k in range(found.n_acc):
+            if acc_row != NULL and parent is None:
+                memcpy(row, acc_row, width * sizeof(uint32_t))
+            for k in range(0 if acc_row != NULL and parent is None else found.n_acc):
                 t = self.g.tok_ids[seq[found.acc[k]]]
                 if t >= <int64_t>width * 32:
                     raise ValueError("token id outside the bitmask width")
