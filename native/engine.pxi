@@ -1250,11 +1250,12 @@ cdef class NativeEngine:
     def __init__(self, action, goto, rule_lhs, rule_len, lex_trans, lex_winner, alive_ptr,
                  alive_terms, alive_ignored, ctx_start, ignored, tok_data, tok_off, tok_lcp,
                  tok_ids, int end_state, eos_ids, final_only, int any_start=-1,
-                 indenter=None, bint final_newline=False, int32_t summary_min_tokens=256,
+                 indenter=None, bint final_newline=False, summary_nodes=None,
                  int64_t summary_max_bytes=512 * 1024 * 1024):
         cdef int rc = 0
         cdef const int32_t* starts_p
-        cdef int32_t n_starts
+        cdef const int32_t* node_arrays[5]
+        cdef int32_t n_starts, n_nodes
         arrays = dict(
             action=np.ascontiguousarray(action, dtype=np.int32),
             goto=np.ascontiguousarray(goto, dtype=np.int32),
@@ -1335,7 +1336,12 @@ cdef class NativeEngine:
         self.g.full_seq = self.all_seq
         self.g.full_lcp = self.all_lcp
         self.g.summaries = NULL
-        if summary_min_tokens > 0 and self._n_tokens > 0:
+        if summary_nodes is not None and self._n_tokens > 0:
+            nodes = [np.ascontiguousarray(a, dtype=np.int32) for a in summary_nodes]
+            if len(nodes) != 5 or nodes[4].shape[0] != self._n_tokens \
+                    or len({a.shape[0] for a in nodes[:4]}) != 1:
+                raise ValueError("summary_nodes must be the trie's (trie_summary_nodes)")
+            arrays["summary_nodes"] = nodes
             self._summaries = <SummaryCache*>calloc(1, sizeof(SummaryCache))
             if self._summaries == NULL:
                 raise MemoryError()
@@ -1345,10 +1351,17 @@ cdef class NativeEngine:
             arrays["lex_starts"] = starts
             starts_p = _i32(starts)
             n_starts = <int32_t>len(starts)
+            node_arrays[0] = _i32(nodes[0])
+            node_arrays[1] = _i32(nodes[1])
+            node_arrays[2] = _i32(nodes[2])
+            node_arrays[3] = _i32(nodes[3])
+            node_arrays[4] = _i32(nodes[4])
+            n_nodes = <int32_t>nodes[0].shape[0]
             with nogil:
-                rc = summary_cache_init(self._summaries, self.all_lcp, self.g.tok_off,
-                                        self._n_tokens, self.max_len, self.g.n_lex_states,
-                                        summary_min_tokens, summary_max_bytes, self.g.lex_trans,
+                rc = summary_cache_init(self._summaries, node_arrays[0], node_arrays[1],
+                                        node_arrays[2], node_arrays[3], node_arrays[4],
+                                        n_nodes, self.max_len, self.g.n_lex_states,
+                                        summary_max_bytes, self.g.lex_trans,
                                         self.g.lex_winner, starts_p, n_starts,
                                         self.g.ind_newline if self.g.ind_newline >= 0 else -2,
                                         self.g.ignored)

@@ -50,17 +50,22 @@ cdef struct Summary:
 # deepest such node holding it, so a walk of any sorted subset of the vocabulary finds them. (node, lexer state) pairs map to summaries in an open-addressing table
 # of fixed size, read without the lock (walks in pieces look summaries up all the time; a
 # locked lookup made two threads no faster than one).
-cdef struct SummaryCache:
-    openmp.omp_lock_t lock
-    int32_t* node_start
-    int32_t* node_depth
-    int32_t* node_end
-    int32_t* node_parent
-    int32_t* deepest
-    int32_t n_nodes
-    int64_t* keys          # node * n_lex_states + q, or -1
+cdef struct SummaryTable:
+    int64_t* keys          # _lex_key, or -1
     Summary** vals
     int64_t cap
+    SummaryTable* older    # the table this one replaced (readers may still be on it)
+
+
+cdef struct SummaryCache:
+    openmp.omp_lock_t lock
+    const int32_t* node_start  # the trie's (TokenTrie.summary_nodes, shared by its grammars)
+    const int32_t* node_depth
+    const int32_t* node_end
+    const int32_t* node_parent
+    const int32_t* deepest
+    int32_t n_nodes
+    SummaryTable* table    # grows (doubling, up to SUMMARY_SLOTS) under the lock
     int64_t used
     int64_t nbytes
     int64_t max_bytes      # past this, no new summaries (walks go on byte by byte)
@@ -75,7 +80,17 @@ cdef struct SummaryCache:
     Summary unusable       # the shared answer for pairs not worth summarizing
 
 
-cdef int summary_nodes(SummaryCache* c, const int32_t* lcp, const int64_t* tok_off, int32_t n,
+cdef struct NodeLists:
+    int32_t* node_start
+    int32_t* node_depth
+    int32_t* node_end
+    int32_t* node_parent
+    int32_t* deepest
+    int32_t n_nodes
+    int32_t max_len
+
+
+cdef int summary_nodes(NodeLists* c, const int32_t* lcp, const int64_t* tok_off, int32_t n,
                        int32_t min_tokens) noexcept nogil:
     """List the trie nodes with at least ``min_tokens`` tokens below them (tokens in trie
     order, ``lcp`` each with the one before; one pass keeping the open nodes on a stack), by
@@ -149,6 +164,37 @@ cdef int summary_nodes(SummaryCache* c, const int32_t* lcp, const int64_t* tok_o
     return 0
 
 
+def trie_summary_nodes(lcp, tok_off, int32_t min_tokens):
+    """The trie nodes with at least ``min_tokens`` tokens below them, as int32 arrays (first
+    token, depth, end, parent node, and per token its deepest node): see summary_nodes."""
+    cdef cnp.ndarray lcp_a = np.ascontiguousarray(lcp, dtype=np.int32)
+    cdef cnp.ndarray off_a = np.ascontiguousarray(tok_off, dtype=np.int64)
+    cdef NodeLists c
+    cdef int rc
+    cdef int32_t n = <int32_t>lcp_a.shape[0]
+    cdef const int32_t* lcp_p = _i32(lcp_a)
+    cdef const int64_t* off_p = _i64(off_a)
+    if off_a.shape[0] != n + 1:
+        raise ValueError("tok_off needs one entry per token plus one")
+    lengths = np.diff(off_a)
+    c.max_len = int(lengths.max()) if n else 0
+    c.node_start = c.node_depth = c.node_end = c.node_parent = c.deepest = NULL
+    with nogil:
+        rc = summary_nodes(&c, lcp_p, off_p, n, min_tokens)
+    try:
+        if rc < 0:
+            raise MemoryError()
+        return (_copy_i32(c.node_start, c.n_nodes), _copy_i32(c.node_depth, c.n_nodes),
+                _copy_i32(c.node_end, c.n_nodes), _copy_i32(c.node_parent, c.n_nodes),
+                _copy_i32(c.deepest, n))
+    finally:
+        free(c.node_start)
+        free(c.node_depth)
+        free(c.node_end)
+        free(c.node_parent)
+        free(c.deepest)
+
+
 cdef int final_inside_character(const int32_t* trans, const int32_t* winner, int32_t n_states,
                                 const int32_t* starts, int32_t n_starts) noexcept nogil:
     """1 if some lexer state reached from ``starts`` by UTF-8 text stops inside a character
@@ -197,16 +243,36 @@ cdef int final_inside_character(const int32_t* trans, const int32_t* winner, int
     return found
 
 
-cdef int summary_cache_init(SummaryCache* c, const int32_t* lcp, const int64_t* tok_off,
-                            int32_t n, int32_t max_len, int32_t n_lex_states,
-                            int32_t min_tokens, int64_t max_bytes, const int32_t* trans,
+cdef SummaryTable* _table_new(int64_t cap) noexcept nogil:
+    cdef SummaryTable* t = <SummaryTable*>calloc(1, sizeof(SummaryTable))
+    if t == NULL:
+        return NULL
+    t.cap = cap
+    t.keys = <int64_t*>malloc(cap * sizeof(int64_t))
+    t.vals = <Summary**>calloc(cap, sizeof(Summary*))
+    if t.keys == NULL or t.vals == NULL:
+        free(t.keys)
+        free(t.vals)
+        free(t)
+        return NULL
+    memset(t.keys, 0xFF, cap * sizeof(int64_t))
+    return t
+
+
+cdef int summary_cache_init(SummaryCache* c, const int32_t* node_start,
+                            const int32_t* node_depth, const int32_t* node_end,
+                            const int32_t* node_parent, const int32_t* deepest,
+                            int32_t n_nodes, int32_t max_len, int32_t n_lex_states,
+                            int64_t max_bytes, const int32_t* trans,
                             const int32_t* winner, const int32_t* starts, int32_t n_starts,
                             int32_t no_soft_term, const uint8_t* ignored) noexcept nogil:
     cdef int found
-    c.node_start = c.node_depth = c.node_end = c.node_parent = c.deepest = NULL
-    c.keys = NULL
-    c.vals = NULL
-    c.cap = SUMMARY_SLOTS
+    c.node_start = node_start
+    c.node_depth = node_depth
+    c.node_end = node_end
+    c.node_parent = node_parent
+    c.deepest = deepest
+    c.n_nodes = n_nodes
     c.used = 0
     c.nbytes = 0
     c.n_soft = 0
@@ -221,38 +287,33 @@ cdef int summary_cache_init(SummaryCache* c, const int32_t* lcp, const int64_t* 
     c.no_soft_term = no_soft_term
     c.soft_ok = ignored
     openmp.omp_init_lock(&c.lock)
+    c.table = _table_new(256)
+    if c.table == NULL:
+        return -1
     found = final_inside_character(trans, winner, n_lex_states, starts, n_starts)
     if found < 0:
         return -1
     c.soft_exits = found == 0
-    if summary_nodes(c, lcp, tok_off, n, min_tokens) < 0:
-        return -1
-    c.keys = <int64_t*>malloc(c.cap * sizeof(int64_t))
-    c.vals = <Summary**>calloc(c.cap, sizeof(Summary*))
-    if c.keys == NULL or c.vals == NULL:
-        return -1
-    memset(c.keys, 0xFF, c.cap * sizeof(int64_t))
     return 0
 
 
 cdef void summary_cache_free(SummaryCache* c) noexcept nogil:
     cdef int64_t i
-    if c.vals != NULL:
-        for i in range(c.cap):
-            if c.vals[i] != NULL and c.vals[i] != &c.unusable:
-                free(c.vals[i].code)
-                free(c.vals[i].group_q)
-                free(c.vals[i])
-    free(c.vals)
-    free(c.keys)
-    free(c.node_start)
-    free(c.node_depth)
-    free(c.node_end)
-    free(c.node_parent)
-    free(c.deepest)
-    c.vals = NULL
-    c.keys = NULL
-    c.node_start = c.node_depth = c.node_end = c.node_parent = c.deepest = NULL
+    cdef SummaryTable* t = c.table
+    cdef SummaryTable* older
+    if t != NULL:
+        for i in range(t.cap):
+            if t.vals[i] != NULL and t.vals[i] != &c.unusable:
+                free(t.vals[i].code)
+                free(t.vals[i].group_q)
+                free(t.vals[i])
+    while t != NULL:
+        older = t.older
+        free(t.keys)
+        free(t.vals)
+        free(t)
+        t = older
+    c.table = NULL
     openmp.omp_destroy_lock(&c.lock)
 
 
@@ -268,30 +329,58 @@ cdef extern from *:
     int __ATOMIC_RELEASE
 
 
-cdef inline Summary* _table_find(const SummaryCache* c, int64_t key) noexcept nogil:
+
+
+cdef extern from *:
+    """
+    #define SG_LOAD_TABLE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define SG_STORE_TABLE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    """
+    SummaryTable* SG_LOAD_TABLE(SummaryTable** p) nogil
+    void SG_STORE_TABLE(SummaryTable** p, SummaryTable* v) nogil
+
+
+cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
     """The summary kept for ``key``, or NULL; safe without the lock (slots are written once,
-    the value before the key, and never moved)."""
-    cdef int64_t j = _slot(key, c.cap), seen
+    the value before the key, and a replaced table is not freed)."""
+    cdef SummaryTable* t = SG_LOAD_TABLE(&c.table)
+    cdef int64_t j = _slot(key, t.cap), seen
     while True:
-        seen = __atomic_load_n(&c.keys[j], __ATOMIC_ACQUIRE)
+        seen = __atomic_load_n(&t.keys[j], __ATOMIC_ACQUIRE)
         if seen == key:
-            return c.vals[j]
+            return t.vals[j]
         if seen < 0:
             return NULL
-        j = (j + 1) & (c.cap - 1)
+        j = (j + 1) & (t.cap - 1)
 
 
 cdef int _table_put(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
-    """Insert (the lock held); -1 when the table is half full (it never grows, so readers
-    need no lock)."""
-    cdef int64_t j
-    if 2 * (c.used + 1) > c.cap:
-        return -1
-    j = _slot(key, c.cap)
-    while c.keys[j] >= 0:
-        j = (j + 1) & (c.cap - 1)
-    c.vals[j] = val
-    __atomic_store_n(&c.keys[j], key, __ATOMIC_RELEASE)
+    """Insert (the lock held), first moving to a table twice the size past half full; -1
+    past SUMMARY_SLOTS slots or out of memory."""
+    cdef SummaryTable* t = c.table
+    cdef SummaryTable* grown
+    cdef int64_t i, j
+    if 2 * (c.used + 1) > t.cap:
+        if 2 * t.cap > SUMMARY_SLOTS:
+            return -1
+        grown = _table_new(2 * t.cap)
+        if grown == NULL:
+            return -1
+        for i in range(t.cap):
+            if t.keys[i] >= 0:
+                j = _slot(t.keys[i], grown.cap)
+                while grown.keys[j] >= 0:
+                    j = (j + 1) & (grown.cap - 1)
+                grown.keys[j] = t.keys[i]
+                grown.vals[j] = t.vals[i]
+        grown.older = t
+        SG_STORE_TABLE(&c.table, grown)
+        t = grown
+    j = _slot(key, t.cap)
+    while t.keys[j] >= 0:
+        j = (j + 1) & (t.cap - 1)
+    t.vals[j] = val
+    __atomic_store_n(&t.keys[j], key, __ATOMIC_RELEASE)
     c.used += 1
     return 0
 
@@ -635,7 +724,7 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
     cdef int32_t k0 = c.node_start[node]
     cdef Summary* s = _table_find(c, key)
     cdef int32_t* shrunk
-    if s == NULL and may_build and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= c.cap:
+    if s == NULL and may_build and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= SUMMARY_SLOTS:
         openmp.omp_set_lock(&c.lock)
         s = _table_find(c, key)  # another thread may have built it meanwhile
         if s == NULL:

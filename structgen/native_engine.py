@@ -119,7 +119,8 @@ class NativeMasker:
             np.concatenate([lexers.dfa(c).final_only for c in range(lexers.n_contexts)]
                            + ([np.zeros(any_ctx.n_states, dtype=bool)] if any_ctx else [])),
             any_start, self._indenter_tables(grammar), grammar.postlex is not None,
-            summary_min_tokens=SUMMARY_MIN_TOKENS)
+            summary_nodes=trie.summary_nodes(SUMMARY_MIN_TOKENS) if SUMMARY_MIN_TOKENS > 0
+            else None)
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state

@@ -26,9 +26,19 @@ class TokenTrie:
         np.cumsum(self.lengths, out=self.offsets[1:])
         self.data = np.frombuffer(b"".join(self.tokens), dtype=np.uint8).copy()
         self.lcp = _native.sorted_lcp(self.data, self.offsets)
+        self._summary_nodes: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def summary_nodes(self, min_tokens: int) -> tuple:
+        """The trie nodes with at least ``min_tokens`` tokens below them, which every grammar
+        of this vocabulary summarizes (native/summary.pxi); computed once per size."""
+        found = self._summary_nodes.get(min_tokens)
+        if found is None:
+            found = _native.trie_summary_nodes(self.lcp, self.offsets, min_tokens)
+            self._summary_nodes[min_tokens] = found
+        return found
 
 
 def lcp_python(tokens: list[bytes]) -> np.ndarray:
