@@ -78,6 +78,7 @@ cdef struct SummaryCache:
     bint soft_exits        # no lexer state is final inside a character: soft exits are exact
     const uint8_t* soft_ok # per terminal: may end softly in a thread set (the ignored ones)
     Summary unusable       # the shared answer for pairs not worth summarizing
+    Summary seen           # ... and for pairs met once (built when met again)
 
 
 cdef struct NodeLists:
@@ -284,6 +285,9 @@ cdef int summary_cache_init(SummaryCache* c, const int32_t* node_start,
     c.unusable.code = NULL
     c.unusable.group_q = NULL
     c.unusable.n_groups = 0
+    c.seen.code = NULL
+    c.seen.group_q = NULL
+    c.seen.n_groups = 0
     c.no_soft_term = no_soft_term
     c.soft_ok = ignored
     openmp.omp_init_lock(&c.lock)
@@ -303,7 +307,7 @@ cdef void summary_cache_free(SummaryCache* c) noexcept nogil:
     cdef SummaryTable* older
     if t != NULL:
         for i in range(t.cap):
-            if t.vals[i] != NULL and t.vals[i] != &c.unusable:
+            if t.vals[i] != NULL and t.vals[i] != &c.unusable and t.vals[i] != &c.seen:
                 free(t.vals[i].code)
                 free(t.vals[i].group_q)
                 free(t.vals[i])
@@ -335,9 +339,13 @@ cdef extern from *:
     """
     #define SG_LOAD_TABLE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
     #define SG_STORE_TABLE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    #define SG_LOAD_SUMMARY(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define SG_STORE_SUMMARY(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     """
     SummaryTable* SG_LOAD_TABLE(SummaryTable** p) nogil
     void SG_STORE_TABLE(SummaryTable** p, SummaryTable* v) nogil
+    Summary* SG_LOAD_SUMMARY(Summary** p) nogil
+    void SG_STORE_SUMMARY(Summary** p, Summary* v) nogil
 
 
 cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
@@ -348,7 +356,7 @@ cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
     while True:
         seen = __atomic_load_n(&t.keys[j], __ATOMIC_ACQUIRE)
         if seen == key:
-            return t.vals[j]
+            return SG_LOAD_SUMMARY(&t.vals[j])
         if seen < 0:
             return NULL
         j = (j + 1) & (t.cap - 1)
@@ -383,6 +391,16 @@ cdef int _table_put(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
     __atomic_store_n(&t.keys[j], key, __ATOMIC_RELEASE)
     c.used += 1
     return 0
+
+
+cdef void _table_set(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
+    """Replace the value of ``key`` (the lock held; it is in the table): readers see the
+    old value or the new one."""
+    cdef SummaryTable* t = c.table
+    cdef int64_t j = _slot(key, t.cap)
+    while t.keys[j] != key:
+        j = (j + 1) & (t.cap - 1)
+    SG_STORE_SUMMARY(&t.vals[j], val)
 
 
 cdef inline int32_t utf8_tail(uint8_t b) noexcept nogil:
@@ -724,10 +742,19 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
     cdef int32_t k0 = c.node_start[node]
     cdef Summary* s = _table_find(c, key)
     cdef int32_t* shrunk
-    if s == NULL and may_build and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= SUMMARY_SLOTS:
+    cdef bint seen_before
+    if (s == NULL or s == &c.seen) and may_build and c.nbytes < c.max_bytes \
+            and 2 * (c.used + 1) <= SUMMARY_SLOTS:
         openmp.omp_set_lock(&c.lock)
         s = _table_find(c, key)  # another thread may have built it meanwhile
+        seen_before = s == &c.seen
         if s == NULL:
+            # a pair met once is walked byte by byte: building its summary costs about that
+            # walk again, and pays only if the pair comes back (many of a fresh JSON Schema
+            # grammar's never do)
+            _table_put(c, key, &c.seen)
+            s = &c.seen
+        elif seen_before:
             if lex[0] == 1 and lex[2] == 0:
                 s = summary_build(trans, winner, tok_data, tok_off, lcp, c.max_len, lex[1],
                                   k0, c.node_depth[node], c.node_end[node],
@@ -751,13 +778,11 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                                            max(s.n_groups * max(lex[0], 1), 1) * sizeof(int32_t))
                 if shrunk != NULL:
                     s.group_q = shrunk
-            if s != NULL and _table_put(c, key, s) < 0:
-                if s != &c.unusable:
-                    free(s.code)
-                    free(s.group_q)
-                    free(s)
-                s = NULL
-            elif s != NULL and s != &c.unusable:
+            if s == NULL:
+                s = &c.seen  # out of memory: stays walked byte by byte
+            else:
+                _table_set(c, key, s)
+            if s != &c.unusable and s != &c.seen:
                 c.nbytes += (c.node_end[node] - k0) * sizeof(int16_t) \
                     + s.n_groups * max(lex[0], 1) * sizeof(int32_t)
                 c.n_threads += lex[0] > 1
