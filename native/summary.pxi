@@ -733,11 +733,11 @@ cdef inline int64_t _lex_key(int32_t node, const int32_t* lex, int32_t n_lex) no
 cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int32_t* winner,
                                 const uint8_t* tok_data, const int64_t* tok_off,
                                 const int32_t* lcp, int32_t node, const int32_t* lex,
-                                int32_t n_lex, bint may_build) noexcept nogil:
+                                int32_t n_lex, int may_build) noexcept nogil:
     """The summary of trie node ``node`` (an index into the node lists) for threads whose
     lexer states are ``lex`` ([threads, then per thread: lexer state, shadows, the shadows'
-    states]; or a restart, see summary_build), built on first use when ``may_build``; NULL
-    when there is none to use."""
+    states]; or a restart, see summary_build); NULL when there is none to use. ``may_build``
+    0: only look it up; 1: build it when the pair is met again; 2: build it now."""
     cdef int64_t key = _lex_key(node, lex, n_lex)
     cdef int32_t k0 = c.node_start[node]
     cdef Summary* s = _table_find(c, key)
@@ -748,13 +748,13 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
         openmp.omp_set_lock(&c.lock)
         s = _table_find(c, key)  # another thread may have built it meanwhile
         seen_before = s == &c.seen
-        if s == NULL:
+        if s == NULL and may_build == 1:
             # a pair met once is walked byte by byte: building its summary costs about that
             # walk again, and pays only if the pair comes back (many of a fresh JSON Schema
             # grammar's never do)
             _table_put(c, key, &c.seen)
             s = &c.seen
-        elif seen_before:
+        elif seen_before or s == NULL:
             if lex[0] == 1 and lex[2] == 0:
                 s = summary_build(trans, winner, tok_data, tok_off, lcp, c.max_len, lex[1],
                                   k0, c.node_depth[node], c.node_end[node],
@@ -780,8 +780,14 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                     s.group_q = shrunk
             if s == NULL:
                 s = &c.seen  # out of memory: stays walked byte by byte
-            else:
+            elif seen_before:
                 _table_set(c, key, s)
+            elif _table_put(c, key, s) < 0:
+                if s != &c.unusable:
+                    free(s.code)
+                    free(s.group_q)
+                    free(s)
+                s = &c.seen
             if s != &c.unusable and s != &c.seen:
                 c.nbytes += (c.node_end[node] - k0) * sizeof(int16_t) \
                     + s.n_groups * max(lex[0], 1) * sizeof(int32_t)
