@@ -13,9 +13,9 @@
 #
 # The walk then visits a summarized node's tokens by reading their codes, asking viability
 # once per group. Summaries depend on no parser state, so every walk of the grammar shares them
-# (the " F" node after any finished name, in any query); they are built on first use under a
-# lock, kept for the engine's life, and bounded in bytes. Only whole-vocabulary walks use them:
-# a summary indexes the trie order.
+# (the " F" node after any finished name, in any query); they are built under a lock when a
+# pair is met again (precompute: at once), kept for the engine's life, and bounded in bytes.
+# A summary indexes trie positions, so any walk of a sorted set of tokens can use it.
 
 from libc.stdint cimport int16_t, uint64_t
 from libc.string cimport memcmp
@@ -45,11 +45,10 @@ cdef struct Summary:
     bint any_soft          # some token passed a soft exit (of an ignored terminal, if threads)
 
 
-# Per engine. The trie nodes worth summarizing (at least ``min_tokens`` tokens below): their
-# first token, depth, one past their last token and the node above (or -1), and per token the
-# deepest such node holding it, so a walk of any sorted subset of the vocabulary finds them. (node, lexer state) pairs map to summaries in an open-addressing table
-# of fixed size, read without the lock (walks in pieces look summaries up all the time; a
-# locked lookup made two threads no faster than one).
+# (node, lexer states) pairs map to summaries in an open-addressing table read without the
+# lock (walks in pieces look summaries up all the time; a locked lookup made two threads no
+# faster than one): slots are written once (a "seen" value is replaced once, atomically), and
+# a grown table replaces the old one, which stays allocated for readers still on it.
 cdef struct SummaryTable:
     int64_t* keys          # _lex_key, or -1
     Summary** vals
@@ -81,6 +80,10 @@ cdef struct SummaryCache:
     Summary seen           # ... and for pairs met once (built when met again)
 
 
+# The trie nodes worth summarizing (at least ``min_tokens`` tokens below): their first token,
+# depth, one past their last token and the node above (or -1), and per token the deepest such
+# node holding it, so a walk of any sorted subset of the vocabulary finds them. They depend on
+# the vocabulary alone: the trie computes them once (trie_summary_nodes) for all its grammars.
 cdef struct NodeLists:
     int32_t* node_start
     int32_t* node_depth
@@ -244,6 +247,22 @@ cdef int final_inside_character(const int32_t* trans, const int32_t* winner, int
     return found
 
 
+cdef void summary_free(Summary* s) noexcept nogil:
+    if s != NULL:
+        free(s.code)
+        free(s.group_q)
+        free(s)
+
+
+cdef Summary* _worth_keeping(Summary* s, int32_t n_exit, int32_t n) noexcept nogil:
+    """``s``, or it with ``code`` NULL when most of its tokens must be stepped anyway."""
+    if 2 * n_exit > n:
+        free(s.code)
+        s.code = NULL
+        s.n_groups = 0
+    return s
+
+
 cdef SummaryTable* _table_new(int64_t cap) noexcept nogil:
     cdef SummaryTable* t = <SummaryTable*>calloc(1, sizeof(SummaryTable))
     if t == NULL:
@@ -307,10 +326,8 @@ cdef void summary_cache_free(SummaryCache* c) noexcept nogil:
     cdef SummaryTable* older
     if t != NULL:
         for i in range(t.cap):
-            if t.vals[i] != NULL and t.vals[i] != &c.unusable and t.vals[i] != &c.seen:
-                free(t.vals[i].code)
-                free(t.vals[i].group_q)
-                free(t.vals[i])
+            if t.vals[i] != &c.unusable and t.vals[i] != &c.seen:
+                summary_free(t.vals[i])
     while t != NULL:
         older = t.older
         free(t.keys)
@@ -326,26 +343,18 @@ cdef inline int64_t _slot(int64_t key, int64_t cap) noexcept nogil:
     return <int64_t>((h >> 20) & <uint64_t>(cap - 1))
 
 
-cdef extern from *:
-    int64_t __atomic_load_n(const int64_t* ptr, int order) nogil
-    void __atomic_store_n(int64_t* ptr, int64_t value, int order) nogil
-    int __ATOMIC_ACQUIRE
-    int __ATOMIC_RELEASE
-
-
-
-
+# acquire loads and release stores (GCC builtins) of the table's key slots and pointers
 cdef extern from *:
     """
-    #define SG_LOAD_TABLE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-    #define SG_STORE_TABLE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-    #define SG_LOAD_SUMMARY(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-    #define SG_STORE_SUMMARY(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    #define SG_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define SG_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     """
-    SummaryTable* SG_LOAD_TABLE(SummaryTable** p) nogil
-    void SG_STORE_TABLE(SummaryTable** p, SummaryTable* v) nogil
-    Summary* SG_LOAD_SUMMARY(Summary** p) nogil
-    void SG_STORE_SUMMARY(Summary** p, Summary* v) nogil
+    int64_t SG_LOAD_KEY "SG_LOAD"(const int64_t* p) nogil
+    void SG_STORE_KEY "SG_STORE"(int64_t* p, int64_t v) nogil
+    SummaryTable* SG_LOAD_TABLE "SG_LOAD"(SummaryTable** p) nogil
+    void SG_STORE_TABLE "SG_STORE"(SummaryTable** p, SummaryTable* v) nogil
+    Summary* SG_LOAD_SUMMARY "SG_LOAD"(Summary** p) nogil
+    void SG_STORE_SUMMARY "SG_STORE"(Summary** p, Summary* v) nogil
 
 
 cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
@@ -354,7 +363,7 @@ cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
     cdef SummaryTable* t = SG_LOAD_TABLE(&c.table)
     cdef int64_t j = _slot(key, t.cap), seen
     while True:
-        seen = __atomic_load_n(&t.keys[j], __ATOMIC_ACQUIRE)
+        seen = SG_LOAD_KEY(&t.keys[j])
         if seen == key:
             return SG_LOAD_SUMMARY(&t.vals[j])
         if seen < 0:
@@ -388,7 +397,7 @@ cdef int _table_put(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
     while t.keys[j] >= 0:
         j = (j + 1) & (t.cap - 1)
     t.vals[j] = val
-    __atomic_store_n(&t.keys[j], key, __ATOMIC_RELEASE)
+    SG_STORE_KEY(&t.keys[j], key)
     c.used += 1
     return 0
 
@@ -454,10 +463,7 @@ cdef Summary* summary_build(const int32_t* trans, const int32_t* winner, const u
         free(pd)
         free(sd)
         free(table)
-        if s != NULL:
-            free(s.code)
-            free(s.group_q)
-        free(s)
+        summary_free(s)
         return NULL
     memset(table, 0xFF, SUMMARY_TABLE * sizeof(int32_t))
     # after d bytes: qd[d] the lexer state (or DEAD / EXIT, sticky), sd[d] whether a soft
@@ -540,11 +546,7 @@ cdef Summary* summary_build(const int32_t* trans, const int32_t* winner, const u
     free(pd)
     free(sd)
     free(table)
-    if 2 * n_exit > n:
-        free(s.code)
-        s.code = NULL
-        s.n_groups = 0
-    return s
+    return _worth_keeping(s, n_exit, n)
 
 
 cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
@@ -586,10 +588,7 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
         free(status)
         free(softd)
         free(table)
-        if s != NULL:
-            free(s.code)
-            free(s.group_q)
-        free(s)
+        summary_free(s)
         return NULL
     memset(table, 0xFF, SUMMARY_TABLE * sizeof(int32_t))
     pos = 1
@@ -710,11 +709,7 @@ cdef Summary* summary_build_threads(const int32_t* trans, const int32_t* winner,
     free(status)
     free(softd)
     free(table)
-    if 2 * n_exit > n:
-        free(s.code)
-        s.code = NULL
-        s.n_groups = 0
-    return s
+    return _worth_keeping(s, n_exit, n)
 
 
 cdef inline int64_t _lex_key(int32_t node, const int32_t* lex, int32_t n_lex) noexcept nogil:
@@ -768,8 +763,7 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                                           lex, k0, c.node_depth[node], c.node_end[node],
                                           c.soft_ok if c.soft_exits else NULL, c.no_soft_term)
             if s != NULL and s.code == NULL:
-                free(s.group_q)
-                free(s)
+                summary_free(s)
                 s = &c.unusable
             elif s != NULL:
                 memcpy(s.lex, lex, n_lex * sizeof(int32_t))
@@ -784,9 +778,7 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                 _table_set(c, key, s)
             elif _table_put(c, key, s) < 0:
                 if s != &c.unusable:
-                    free(s.code)
-                    free(s.group_q)
-                    free(s)
+                    summary_free(s)
                 s = &c.seen
             if s != &c.unusable and s != &c.seen:
                 c.nbytes += (c.node_end[node] - k0) * sizeof(int16_t) \
