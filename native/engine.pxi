@@ -808,7 +808,7 @@ cdef inline int end_viability(const Tables* g, Arena* a, const Thread* th,
 cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
               const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
               Memo* memo, Split* out, int32_t max_uncertain,
-              int32_t k0=0, int* shared_unc=NULL, bint eager=False) noexcept nogil:
+              int32_t k0=0, int* shared_unc=NULL) noexcept nogil:
     """Depth-first walk of tokens ``seq[k0:n]`` (trie order; ``lcp`` relative to the previous
     one, read as 0 for the first).
 
@@ -823,9 +823,8 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
 
     The in-lexeme tokens below large trie nodes are settled from their subtree summaries
     (summary.pxi) instead of being stepped. A walk of the whole vocabulary, or of a subset of
-    at least SUMMARY_BUILD_MIN tokens, builds the summaries it lacks when their pair comes
-    back (``eager``, for precompute's walks: at once); a shorter one (an entry's few
-    uncertain tokens) only uses those already built.
+    at least SUMMARY_BUILD_MIN tokens, builds the summaries it lacks; a shorter one (an
+    entry's few uncertain tokens) only uses those already built.
     """
     cdef int8_t* group_viability = NULL  # per group of the summary in use: -1 not yet asked
     cdef int rc
@@ -833,8 +832,7 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
         group_viability = <int8_t*>malloc(SUMMARY_MAX_GROUPS * sizeof(int8_t))
     rc = walk_trie(g, a, seq, lcp, skip, n, sets, unk, marks, memo, out, max_uncertain, k0,
                    shared_unc, group_viability,
-                   (2 if eager else 1) if (seq == g.full_seq or n - k0 >= SUMMARY_BUILD_MIN)
-                   else 0)
+                   seq == g.full_seq or n - k0 >= SUMMARY_BUILD_MIN)
     free(group_viability)
     return rc
 
@@ -842,9 +840,9 @@ cdef int walk(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
 cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t* lcp,
                    const int32_t* skip, int32_t n, TSet* sets, uint8_t* unk, int32_t* marks,
                    Memo* memo, Split* out, int32_t max_uncertain, int32_t k0,
-                   int* shared_unc, int8_t* gv, int may_build) noexcept nogil:
+                   int* shared_unc, int8_t* gv, bint may_build) noexcept nogil:
     """``walk``; ``gv`` (or NULL: no summaries) has room for a summary's groups;
-    ``may_build`` as summary_get takes it."""
+    ``may_build``: build the summaries it lacks (summary_get)."""
     cdef int32_t k = k0, i, common, depth, L, valid = 0, j, c, nb, deepest, restart_node
     cdef int32_t run_min = 0  # least lcp since the last uncertain token (0 before the first)
     cdef int best, v
@@ -1126,7 +1124,7 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
                         const int32_t* seq, const int32_t* lcp, const int32_t* skip, int32_t n,
                         Split* out, bint* can_end, int32_t max_uncertain=-1,
                         Scratch* scratch=NULL, int32_t k0=0,
-                        int* shared_unc=NULL, bint eager=False) noexcept nogil:
+                        int* shared_unc=NULL) noexcept nogil:
     """Load the threads and walk ``seq[k0:n]`` into ``out`` (buffers for ``n - k0`` tokens);
     optionally decide end of text. ``scratch`` (or NULL: one of its own) is the working
     memory."""
@@ -1150,7 +1148,7 @@ cdef int walk_positions(const Tables* g, const int32_t* spec, bint partial, int3
         if n > k0:
             s.a.feeds = &memo.feeds if memo != NULL else NULL
             rc = walk(g, &s.a, seq, lcp, skip, n, s.sets, s.unk, s.marks, memo, out,
-                      max_uncertain, k0, shared_unc, eager)
+                      max_uncertain, k0, shared_unc)
             s.a.feeds = NULL
     if s == &local:
         scratch_free(&local)
@@ -1206,7 +1204,7 @@ cdef int split_key(const Tables* g, int32_t max_len, int32_t state, int32_t q,
     buf.n_acc = 0
     buf.n_unc = 0
     rc = walk_positions(g, spec, True, max_len, seq, lcp, skip, n, buf, NULL, max_uncertain,
-                        scratch, 0, NULL, True)
+                        scratch)
     if rc != 0:
         return rc
     out.acc = <int32_t*>malloc(max(buf.n_acc, 1) * sizeof(int32_t))
@@ -1383,7 +1381,7 @@ cdef class NativeEngine:
                     "restarts": 0, "soft_exits": False}
         return {"nodes": c.n_nodes, "summaries": c.used, "bytes": c.nbytes, "soft": c.n_soft,
                 "threads": c.n_threads, "restarts": c.n_restarts,
-                "soft_exits": bool(c.soft_exits)}
+                "soft_exits": bool(c.soft_exits), "build_s": c.build_ns / 1e9}
 
     @property
     def n_tokens(self):

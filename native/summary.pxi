@@ -19,6 +19,7 @@
 
 from libc.stdint cimport int16_t, uint64_t
 from libc.string cimport memcmp
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 cdef enum:
     SUMMARY_DEAD = -1
@@ -47,8 +48,8 @@ cdef struct Summary:
 
 # (node, lexer states) pairs map to summaries in an open-addressing table read without the
 # lock (walks in pieces look summaries up all the time; a locked lookup made two threads no
-# faster than one): slots are written once (a "seen" value is replaced once, atomically), and
-# a grown table replaces the old one, which stays allocated for readers still on it.
+# faster than one): slots are written once, and a grown table replaces the old one, which
+# stays allocated for readers still on it.
 cdef struct SummaryTable:
     int64_t* keys          # _lex_key, or -1
     Summary** vals
@@ -77,7 +78,7 @@ cdef struct SummaryCache:
     bint soft_exits        # no lexer state is final inside a character: soft exits are exact
     const uint8_t* soft_ok # per terminal: may end softly in a thread set (the ignored ones)
     Summary unusable       # the shared answer for pairs not worth summarizing
-    Summary seen           # ... and for pairs met once (built when met again)
+    int64_t build_ns       # time spent building summaries (for benchmarks)
 
 
 # The trie nodes worth summarizing (at least ``min_tokens`` tokens below): their first token,
@@ -304,9 +305,6 @@ cdef int summary_cache_init(SummaryCache* c, const int32_t* node_start,
     c.unusable.code = NULL
     c.unusable.group_q = NULL
     c.unusable.n_groups = 0
-    c.seen.code = NULL
-    c.seen.group_q = NULL
-    c.seen.n_groups = 0
     c.no_soft_term = no_soft_term
     c.soft_ok = ignored
     openmp.omp_init_lock(&c.lock)
@@ -326,7 +324,7 @@ cdef void summary_cache_free(SummaryCache* c) noexcept nogil:
     cdef SummaryTable* older
     if t != NULL:
         for i in range(t.cap):
-            if t.vals[i] != &c.unusable and t.vals[i] != &c.seen:
+            if t.vals[i] != &c.unusable:
                 summary_free(t.vals[i])
     while t != NULL:
         older = t.older
@@ -354,7 +352,6 @@ cdef extern from *:
     SummaryTable* SG_LOAD_TABLE "SG_LOAD"(SummaryTable** p) nogil
     void SG_STORE_TABLE "SG_STORE"(SummaryTable** p, SummaryTable* v) nogil
     Summary* SG_LOAD_SUMMARY "SG_LOAD"(Summary** p) nogil
-    void SG_STORE_SUMMARY "SG_STORE"(Summary** p, Summary* v) nogil
 
 
 cdef inline Summary* _table_find(SummaryCache* c, int64_t key) noexcept nogil:
@@ -400,16 +397,6 @@ cdef int _table_put(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
     SG_STORE_KEY(&t.keys[j], key)
     c.used += 1
     return 0
-
-
-cdef void _table_set(SummaryCache* c, int64_t key, Summary* val) noexcept nogil:
-    """Replace the value of ``key`` (the lock held; it is in the table): readers see the
-    old value or the new one."""
-    cdef SummaryTable* t = c.table
-    cdef int64_t j = _slot(key, t.cap)
-    while t.keys[j] != key:
-        j = (j + 1) & (t.cap - 1)
-    SG_STORE_SUMMARY(&t.vals[j], val)
 
 
 cdef inline int32_t utf8_tail(uint8_t b) noexcept nogil:
@@ -728,28 +715,26 @@ cdef inline int64_t _lex_key(int32_t node, const int32_t* lex, int32_t n_lex) no
 cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int32_t* winner,
                                 const uint8_t* tok_data, const int64_t* tok_off,
                                 const int32_t* lcp, int32_t node, const int32_t* lex,
-                                int32_t n_lex, int may_build) noexcept nogil:
+                                int32_t n_lex, bint may_build) noexcept nogil:
     """The summary of trie node ``node`` (an index into the node lists) for threads whose
     lexer states are ``lex`` ([threads, then per thread: lexer state, shadows, the shadows'
-    states]; or a restart, see summary_build); NULL when there is none to use. ``may_build``
-    0: only look it up; 1: build it when the pair is met again; 2: build it now."""
+    states]; or a restart, see summary_build); NULL when there is none to use. With
+    ``may_build``, one not met before is built (under the lock) and kept.
+
+    Built at first sight: a pair met once was once walked byte by byte and built only when
+    it came back, but that first walk cost more than the build (2 to 7 ms for a Python
+    string's or comment's lexer state) and the bench's first-pass p99 was worse for SQL,
+    Python, Go and JSON Schema alike."""
     cdef int64_t key = _lex_key(node, lex, n_lex)
     cdef int32_t k0 = c.node_start[node]
     cdef Summary* s = _table_find(c, key)
     cdef int32_t* shrunk
-    cdef bint seen_before
-    if (s == NULL or s == &c.seen) and may_build and c.nbytes < c.max_bytes \
-            and 2 * (c.used + 1) <= SUMMARY_SLOTS:
+    cdef timespec t0, t1
+    if s == NULL and may_build and c.nbytes < c.max_bytes and 2 * (c.used + 1) <= SUMMARY_SLOTS:
         openmp.omp_set_lock(&c.lock)
         s = _table_find(c, key)  # another thread may have built it meanwhile
-        seen_before = s == &c.seen
-        if s == NULL and may_build == 1:
-            # a pair met once is walked byte by byte: building its summary costs about that
-            # walk again, and pays only if the pair comes back (many of a fresh JSON Schema
-            # grammar's never do)
-            _table_put(c, key, &c.seen)
-            s = &c.seen
-        elif seen_before or s == NULL:
+        if s == NULL:
+            clock_gettime(CLOCK_MONOTONIC, &t0)
             if lex[0] == 1 and lex[2] == 0:
                 s = summary_build(trans, winner, tok_data, tok_off, lcp, c.max_len, lex[1],
                                   k0, c.node_depth[node], c.node_end[node],
@@ -762,6 +747,8 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                 s = summary_build_threads(trans, winner, tok_data, tok_off, lcp, c.max_len,
                                           lex, k0, c.node_depth[node], c.node_end[node],
                                           c.soft_ok if c.soft_exits else NULL, c.no_soft_term)
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            c.build_ns += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
             if s != NULL and s.code == NULL:
                 summary_free(s)
                 s = &c.unusable
@@ -772,15 +759,11 @@ cdef const Summary* summary_get(SummaryCache* c, const int32_t* trans, const int
                                            max(s.n_groups * max(lex[0], 1), 1) * sizeof(int32_t))
                 if shrunk != NULL:
                     s.group_q = shrunk
-            if s == NULL:
-                s = &c.seen  # out of memory: stays walked byte by byte
-            elif seen_before:
-                _table_set(c, key, s)
-            elif _table_put(c, key, s) < 0:
+            if s != NULL and _table_put(c, key, s) < 0:
                 if s != &c.unusable:
                     summary_free(s)
-                s = &c.seen
-            if s != &c.unusable and s != &c.seen:
+                s = NULL  # no room: walked byte by byte
+            if s != NULL and s != &c.unusable:
                 c.nbytes += (c.node_end[node] - k0) * sizeof(int16_t) \
                     + s.n_groups * max(lex[0], 1) * sizeof(int32_t)
                 c.n_threads += lex[0] > 1

@@ -42,8 +42,14 @@ from .postlex import PythonIndenter
 # second pass thrashed (warm p99 6 ms against 0.1 ms). Set ``masker.cache_limit`` to change it.
 DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
 # A deepened key keeps its split (so a deeper key walks only its uncertain tokens) while at
-# most this fraction of the vocabulary is uncertain; past it the walk stops there.
+# most this fraction of the vocabulary, and at most KEEP_SPLIT_MAX tokens, are uncertain; past
+# that the walk stops there. Uncertain counts are bimodal: on the SQL, Python and Go benches
+# (Llama-3.2, 128k tokens) a key left a few hundred (its reductions reach just below the
+# known states) or over 32k (a top state that only reduces: nearly every token waits for the
+# stack), hardly any between 4k and 32k. Stopping the latter at 4k rather than 32k cut their
+# wasted walks from about 230 to 50 µs.
 KEEP_SPLIT_FRACTION = 0.25
+KEEP_SPLIT_MAX = 4096
 # A key that leaves more tokens than this to walk on the real stack is deepened.
 MAX_UNCERTAIN = 256
 # How many states of the real stack the successive keys know (after that: all of them).
@@ -124,7 +130,9 @@ class NativeMasker:
         self.core = _native.NativeMatcherCore(self.engine)
         self.n_states = grammar.n_states
         self.start_state = grammar.start_state
-        self._newline_alive = self._newline_lexer_states(grammar, trans, alive_ptr, alive_terms)
+        self._column_read = self._column_lexer_states(
+            grammar, np.concatenate(trans), np.concatenate(winner), alive_ptr, alive_terms,
+            list(self.offsets) + ([any_start] if any_start >= 0 else []))
         # (state, q) keys for the top state only, bytes keys for deeper ones
         self._cache: OrderedDict[tuple[int, int] | bytes, MaskEntry] = OrderedDict()  # oldest first
         self._cache_bytes = 0
@@ -152,18 +160,38 @@ class NativeMasker:
         self.bracket_delta, self.indent_state = delta, indent_state
         return (ids[pl.newline], ids[pl.indent], ids[pl.dedent], pl.tab_len, delta, indent_state)
 
-    def _newline_lexer_states(self, grammar, trans, alive_ptr, alive_terms) -> np.ndarray | None:
-        """Per global lexer state: may the lexeme in progress still end as the indenter's line
-        break? Only then does the column carried into a token matter to the walk."""
+    def _column_lexer_states(self, grammar, trans: np.ndarray, winner: np.ndarray,
+                             alive_ptr, alive_terms, starts) -> np.ndarray | None:
+        """Per global lexer state: may a walk from it read the column carried into a token?
+
+        Only ending a line-break lexeme reads the column (the indenter compares it with the
+        open levels), and a line-break byte resets it to 0. So it matters only while such an
+        end is reachable from the state without a line-break byte: after "\\n\\n# note" it is
+        not (a comment line ends with a line break first), although the lexeme may still
+        become a line break. Keying on it there made every space of a comment a new cache
+        key, each a walk of the whole vocabulary. Should a lexeme from a start state reach a
+        line-break end without that byte (a line break that is not one), or when a fresh
+        lexeme (from ``starts``) may still end as one, every state whose lexeme may still end
+        as a line break reads it."""
         if self.indent_state is None:
             return None
         newline = [t.name for t in grammar.terminals].index(grammar.postlex.newline)
-        n = sum(len(t) for t in trans)
-        out = np.zeros(n, dtype=bool)
-        # the state whose run of alive_terms holds each newline entry
+        # the lexeme in progress may still end as the line break (any bytes)
+        may_end = np.zeros(len(trans), dtype=bool)
         at = np.flatnonzero(alive_terms == newline)
-        out[np.searchsorted(alive_ptr, at, side="right") - 1] = True
-        return out
+        may_end[np.searchsorted(alive_ptr, at, side="right") - 1] = True
+        # of those, the ones that reach a line-break end by other bytes (a fixed point)
+        rows = np.flatnonzero(may_end)
+        step = trans[rows]
+        step[:, 10] = -1  # past a line-break byte the column is 0 whatever it was
+        reads = winner == newline
+        while True:
+            more = reads[rows] | ((step >= 0) & reads[np.maximum(step, 0)]).any(axis=1)
+            if (more == reads[rows]).all():
+                break
+            reads[rows] = more
+        # a fresh lexeme might end as a line break before any line-break byte: tell none apart
+        return may_end if reads[np.asarray(starts)].any() else reads
 
     # --- thread conversion ---------------------------------------------------------------
     def spec_of(self, threads) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -234,7 +262,7 @@ class NativeMasker:
         shadows, and the column while some lexeme in progress may still be a line break."""
         levels, parent = STACK_LEVELS, None
         vals = spec.tolist()
-        alive = self._newline_alive
+        alive = self._column_read
         if vals[0] == 1 and vals[1] > 1:  # the usual case first, without building keys
             end = 2 + 2 * vals[1]
             top, aux, q, nsh = vals[end - 2:end + 2]
@@ -306,10 +334,13 @@ class NativeMasker:
                      parent: MaskEntry | None = None) -> MaskEntry | None:
         """Classify the vocabulary (or only ``parent``'s uncertain tokens, when it kept them)
         for one thread; a key left with too many uncertain tokens becomes ``deeper``, and one
-        with more than a quarter of the vocabulary uncertain a bare ``deeper`` marker (walking
-        that many costs about as much as a fresh split, so they are not kept)."""
+        with more than ``KEEP_SPLIT_MAX`` (or a quarter of the vocabulary) uncertain a bare
+        ``deeper`` marker (walking that many costs about as much as a fresh split, so they are
+        not kept)."""
         # past this many uncertain tokens the split is not kept: stop walking there
-        limit = int(len(self.trie_ids) * KEEP_SPLIT_FRACTION) if may_deepen else -1
+        limit = -1
+        if may_deepen:
+            limit = min(int(len(self.trie_ids) * KEEP_SPLIT_FRACTION), KEEP_SPLIT_MAX)
         built = self.engine.split(
             thread, partial, parent if parent is not None and parent.has_split else None,
             width=self.width, max_uncertain=limit,

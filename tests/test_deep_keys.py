@@ -132,3 +132,40 @@ def test_top_state_key_only_where_it_is_exact():
     assert_same_masks(m)
     assert (top, q) not in compiled.native_masker._cache
     postlex.compiled.cache_clear()
+
+
+COMMENTED = ("def f(x):\n    if x:\n        y = 1\n\n    # a b  c\n        # d e\n"
+             "    return y  # tail\n# end e f\nz = [1,\n  # in brackets\n  2]\n")
+
+
+def test_comment_lines_do_not_key_on_the_column(always_deeper):
+    """Only ending a line break reads the column carried into a token, and a comment line
+    inside a line break must end with a line-break byte first, which resets the column: so
+    keys drop the column there (one key for "# a b c", not one per space), while after
+    "\\n    " it stays in the key. Masks stay the reference twin's throughout."""
+    compiled = GrammarCompiler(small_vocab([COMMENTED], seed=3)).compile_builtin("python")
+    masker = compiled.native_masker
+    index = {tok: i for i, tok in enumerate(compiled.tokenizer_info.token_bytes)}
+
+    def reads_column(m) -> bool:
+        spec, _ = m._backend.spec(m._history[-1][0])
+        qs, pos = [], 1
+        for _ in range(int(spec[0])):
+            depth = int(spec[pos])
+            qs.append(int(spec[pos + 1 + 2 * depth]))
+            pos += 3 + 2 * depth + int(spec[pos + 2 + 2 * depth])
+        return any(q >= 0 and masker._column_read[q] for q in qs)
+
+    m = GrammarMatcher(compiled)
+    sizes = {}
+    for i, b in enumerate(COMMENTED.encode()):
+        assert_same_masks(m)
+        done = COMMENTED[:i]
+        if done.endswith("y = 1\n\n    "):
+            assert reads_column(m)  # the line break may end here: its column decides
+        if done.endswith(("# a", "# a b  c", "# d e")):
+            assert not reads_column(m)
+            sizes[done[-3:]] = len(masker._cache)
+        assert m.accept_token(index[bytes([b])])
+    assert_same_masks(m)
+    assert sizes["# a"] == sizes["  c"]  # the spaces of the comment made no new keys
