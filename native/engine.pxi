@@ -848,6 +848,11 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
     cdef bint summarized, soft, soft_unk = False
+    cdef bint in_order = seq == g.full_seq  # seq[k] == k
+    cdef int32_t kk, last, n_acc
+    cdef int32_t* acc
+    cdef const int16_t* code
+    cdef bint reject_ok, soft_reject_ok
     cdef const uint8_t* tok
     cdef Thread* th
     cdef Thread ends
@@ -869,6 +874,32 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
         if i >= s_end:
             s_end = -1
         if i < s_end:
+            if in_order:  # trie positions are indices: run through the settled tokens
+                kk = k
+                last = s_end if s_end < n else n
+                code = summ.code - s_base
+                acc = out.acc
+                n_acc = out.n_acc
+                reject_ok = not unk[s_depth]
+                soft_reject_ok = reject_ok and not soft_unk
+                while kk < last:
+                    c = code[kk]
+                    if c < 0:
+                        break
+                    v = gv[c & ~SUMMARY_SOFT]
+                    if v == 1:
+                        acc[n_acc] = kk
+                        n_acc += 1
+                    elif v != 0 or not (soft_reject_ok if c & SUMMARY_SOFT else reject_ok):
+                        break  # not yet asked, or uncertain: the general case below
+                    kk += 1
+                out.n_acc = n_acc
+                if kk > k:
+                    for j in range(k + 1, kk):  # their prefixes, as the loop's top would
+                        if lcp[j] < run_min:
+                            run_min = lcp[j]
+                    k = kk
+                    continue
             c = summ.code[i - s_base]
             if c >= 0:  # ends inside the lexeme, in group c's lexer state
                 soft = (c & SUMMARY_SOFT) != 0
@@ -1829,3 +1860,4 @@ cdef inline const uint8_t* _u8(cnp.ndarray arr):
 
 cdef inline const int64_t* _i64(cnp.ndarray arr):
     return <const int64_t*>cnp.PyArray_DATA(arr)
+
