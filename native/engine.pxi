@@ -884,14 +884,17 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
                 soft_reject_ok = reject_ok and not soft_unk
                 while kk < last:
                     c = code[kk]
-                    if c < 0:
-                        break
-                    v = gv[c & ~SUMMARY_SOFT]
-                    if v == 1:
-                        acc[n_acc] = kk
-                        n_acc += 1
-                    elif v != 0 or not (soft_reject_ok if c & SUMMARY_SOFT else reject_ok):
-                        break  # not yet asked, or uncertain: the general case below
+                    if c < 0:  # rejected when dead (unless the unknown stack could say)
+                        if not (reject_ok if c == SUMMARY_DEAD else
+                                soft_reject_ok and c == SUMMARY_SOFT_DEAD):
+                            break  # EXIT: stepped below
+                    else:
+                        v = gv[c & ~SUMMARY_SOFT]
+                        if v == 1:
+                            acc[n_acc] = kk
+                            n_acc += 1
+                        elif v != 0 or not (soft_reject_ok if c & SUMMARY_SOFT else reject_ok):
+                            break  # not yet asked, or uncertain: the general case below
                     kk += 1
                 out.n_acc = n_acc
                 if kk > k:
