@@ -15,8 +15,8 @@ leaves more than ``MAX_UNCERTAIN`` tokens uncertain, it is stored as a small "de
 the lookup tries the top 4, 16 and 64 states of the real stack (``STACK_LEVELS``), and finally
 the whole stack, whose split is exact (nothing uncertain). A key holds what the walk reads:
 the known states, each with its indentation column (PythonIndenter; 0 for states that open no
-level), the lexer state, and, while the lexeme in progress may still be a line break, the
-column after it.
+level), the lexer state, and, while a line break may still end before the next line-break
+byte, the column after it.
 
 Most of a whole-vocabulary walk is tokens that only move the lexer inside one lexeme (" FROM",
 " Foo", ... after " F"). A walk settles those in bulk from subtree summaries (native/summary.pxi):
@@ -259,7 +259,8 @@ class NativeMasker:
         (its accepted and rejected ones stay so), so when the parent kept its split only its
         uncertain tokens are walked: a new deeper key costs about one fill. A key is the
         truncated spec itself: known states with their indentation columns, lexer states,
-        shadows, and the column while some lexeme in progress may still be a line break."""
+        shadows, and the column while a line break may still end before a line-break byte
+        (``_column_lexer_states``)."""
         levels, parent = STACK_LEVELS, None
         vals = spec.tolist()
         alive = self._column_read
