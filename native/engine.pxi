@@ -884,10 +884,10 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
                 soft_reject_ok = reject_ok and not soft_unk
                 while kk < last:
                     c = code[kk]
-                    if c < 0:  # rejected when dead (unless the unknown stack could say)
+                    if c < 0:  # dead: rejected, unless the unknown stack could say
                         if not (reject_ok if c == SUMMARY_DEAD else
                                 soft_reject_ok and c == SUMMARY_SOFT_DEAD):
-                            break  # EXIT: stepped below
+                            break  # EXIT, or uncertain: the general case below
                     else:
                         v = gv[c & ~SUMMARY_SOFT]
                         if v == 1:
@@ -1408,11 +1408,11 @@ cdef class NativeEngine:
     def summary_stats(self):
         """How much the subtree summaries (summary.pxi) are used: the large trie nodes,
         summaries built, the bytes they hold, how many have soft exits and how many are of
-        thread sets, and whether soft exits are allowed at all."""
+        thread sets, whether soft exits are allowed at all, and the seconds spent building."""
         cdef SummaryCache* c = self._summaries
         if c == NULL:
             return {"nodes": 0, "summaries": 0, "bytes": 0, "soft": 0, "threads": 0,
-                    "restarts": 0, "soft_exits": False}
+                    "restarts": 0, "soft_exits": False, "build_s": 0.0}
         return {"nodes": c.n_nodes, "summaries": c.used, "bytes": c.nbytes, "soft": c.n_soft,
                 "threads": c.n_threads, "restarts": c.n_restarts,
                 "soft_exits": bool(c.soft_exits), "build_s": c.build_ns / 1e9}
@@ -1863,4 +1863,3 @@ cdef inline const uint8_t* _u8(cnp.ndarray arr):
 
 cdef inline const int64_t* _i64(cnp.ndarray arr):
     return <const int64_t*>cnp.PyArray_DATA(arr)
-
