@@ -848,11 +848,11 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
     cdef int best, v
     cdef bint dead_uncertain = False  # is the dead prefix's fate the unknown stack's?
     cdef bint summarized, soft, soft_unk = False
+    cdef bint reject_ok = True, soft_reject_ok = True  # (see where a summary is taken up)
     cdef bint in_order = seq == g.full_seq  # seq[k] == k
     cdef int32_t kk, last, n_acc
     cdef int32_t* acc
-    cdef const int16_t* code
-    cdef bint reject_ok, soft_reject_ok
+    cdef const int16_t* code = NULL  # the summary's codes, indexed by trie position
     cdef const uint8_t* tok
     cdef Thread* th
     cdef Thread ends
@@ -877,11 +877,8 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
             if in_order:  # trie positions are indices: run through the settled tokens
                 kk = k
                 last = s_end if s_end < n else n
-                code = summ.code - s_base
                 acc = out.acc
                 n_acc = out.n_acc
-                reject_ok = not unk[s_depth]
-                soft_reject_ok = reject_ok and not soft_unk
                 while kk < last:
                     c = code[kk]
                     if c < 0:  # dead: rejected, unless the unknown stack could say
@@ -903,7 +900,7 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
                             run_min = lcp[j]
                     k = kk
                     continue
-            c = summ.code[i - s_base]
+            c = code[i]
             if c >= 0:  # ends inside the lexeme, in group c's lexer state
                 soft = (c & SUMMARY_SOFT) != 0
                 c &= ~SUMMARY_SOFT
@@ -925,13 +922,13 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
                 if v == 1:
                     out.acc[out.n_acc] = k
                     out.n_acc += 1
-                elif v == 2 or unk[s_depth] or (soft and soft_unk):
+                elif v == 2 or not (soft_reject_ok if soft else reject_ok):
                     if split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
                         return -2
                 k += 1
                 continue
             if c == SUMMARY_DEAD or c == SUMMARY_SOFT_DEAD:
-                if (unk[s_depth] or (c == SUMMARY_SOFT_DEAD and soft_unk)) \
+                if not (reject_ok if c == SUMMARY_DEAD else soft_reject_ok) \
                         and split_uncertain(out, k, &run_min, max_uncertain, shared_unc):
                     return -2
                 k += 1
@@ -1008,6 +1005,11 @@ cdef int walk_trie(const Tables* g, Arena* a, const int32_t* seq, const int32_t*
                         soft_unk = summ.soft_term >= 0 and complete(
                             g, a, s_nodes[summ.soft_thread], summ.soft_term,
                             sets[depth].col) == UNKNOWN
+                        # may a token the summary settles as not viable be rejected, or
+                        # could the unknown stack below still take it?
+                        reject_ok = not unk[depth]
+                        soft_reject_ok = reject_ok and not soft_unk
+                        code = summ.code - s_base
                         a.size = marks[depth]
                         valid = depth
                         summarized = True

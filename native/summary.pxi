@@ -13,8 +13,8 @@
 #
 # The walk then visits a summarized node's tokens by reading their codes, asking viability
 # once per group. Summaries depend on no parser state, so every walk of the grammar shares them
-# (the " F" node after any finished name, in any query); they are built under a lock when a
-# pair is met again (precompute: at once), kept for the engine's life, and bounded in bytes.
+# (the " F" node after any finished name, in any query); they are built under a lock the first
+# time a walk needs them, kept for the engine's life, and bounded in bytes.
 # A summary indexes trie positions, so any walk of a sorted set of tokens can use it.
 
 from libc.stdint cimport int16_t, uint64_t
